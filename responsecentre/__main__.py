@@ -1,0 +1,5 @@
+import sys
+
+from responsecentre.cli import main
+
+sys.exit(main())

@@ -1,0 +1,308 @@
+"""The alarm desk: the thin shell that runs the pure alarm and chain functions against
+Redis.
+
+Every change of an alarm is one optimistic transaction (WATCH the alarm, compute with
+the pure core, MULTI: write the record, append the timeline, move the timers, queue the
+notifications in the outbox, publish to the console feed). Either all of it happens or
+none of it, so a crash at any point leaves the alarm and its timers consistent, and the
+notifier delivers from the outbox at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+from ulid import ULID
+
+from responsecentre.alarms.model import (
+    Alarm,
+    Entry,
+    Trigger,
+    acknowledge,
+    add_note,
+    join,
+    queue_key,
+    raise_alarm,
+    resolve,
+    timeout,
+)
+from responsecentre.alarms.view import alarm_view, integration_view
+from responsecentre.directory import Directory
+from responsecentre.escalation.chains import Chain, Channel, Step, Target, TargetKind
+from responsecentre.escalation.runner import Exhausted, Notify, Schedule, Unschedule
+from responsecentre.metrics import Metrics
+from responsecentre.store.keys import CAUSE_TTL_S, FEED_MAXLEN, KEYS, Keys
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 100
+
+# Used when a rule names a chain that does not exist: the centre always sees the alarm.
+FALLBACK_CHAIN = Chain(
+    "fallback",
+    (Step((Target(TargetKind.CONSOLE),), (Channel.CONSOLE,), 60_000),),
+    repeat=0,
+)
+
+_alarm_decoder = msgspec.json.Decoder(Alarm)
+_entry_decoder = msgspec.json.Decoder(Entry)
+_enc = msgspec.json.encode
+
+
+class AlarmNotFound(LookupError):
+    pass
+
+
+def timer_member(tenant: str, alarm_id: str, step: int, round_: int) -> str:
+    return f"{tenant}|{alarm_id}|{step}|{round_}"
+
+
+def parse_timer_member(member: str) -> tuple[str, str, int, int]:
+    tenant, alarm_id, step, round_ = member.split("|")
+    return tenant, alarm_id, int(step), int(round_)
+
+
+class AlarmDesk:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        directory: Directory,
+        chains: dict[str, Chain],
+        metrics: Metrics,
+        keys: Keys = KEYS,
+    ) -> None:
+        self.redis = redis
+        self.directory = directory
+        self.chains = chains
+        self.metrics = metrics
+        self.keys = keys
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def tenant_of(self, alarm_id: str) -> str:
+        tenant = await self.redis.hget(self.keys.alarm_tenants(), alarm_id)
+        if tenant is None:
+            raise AlarmNotFound(alarm_id)
+        return tenant.decode() if isinstance(tenant, bytes) else str(tenant)
+
+    async def get(self, alarm_id: str) -> Alarm:
+        tenant = await self.tenant_of(alarm_id)
+        raw = await self.redis.get(self.keys.alarm(tenant, alarm_id))
+        if raw is None:
+            raise AlarmNotFound(alarm_id)
+        return _alarm_decoder.decode(raw)
+
+    async def timeline(self, alarm: Alarm) -> list[Entry]:
+        raw = await self.redis.lrange(self.keys.timeline(alarm.tenant, alarm.id), 0, -1)
+        return [_entry_decoder.decode(r) for r in raw]
+
+    async def open_alarms(self, tenants: list[str] | None = None) -> list[Alarm]:
+        alarms: list[Alarm] = []
+        for tenant in tenants or self.directory.tenants:
+            ids = await self.redis.hvals(self.keys.open_alarms(tenant))
+            if ids:
+                raws = await self.redis.mget([self.keys.alarm(tenant, i.decode()) for i in ids])
+                alarms.extend(_alarm_decoder.decode(r) for r in raws if r is not None)
+        alarms.sort(key=queue_key)
+        return alarms
+
+    async def recent_alarms(self, limit: int = 200, tenants: list[str] | None = None) -> list[Alarm]:
+        alarms: list[Alarm] = []
+        for tenant in tenants or self.directory.tenants:
+            ids = await self.redis.zrevrange(self.keys.alarm_index(tenant), 0, limit - 1)
+            if ids:
+                raws = await self.redis.mget([self.keys.alarm(tenant, i.decode()) for i in ids])
+                alarms.extend(_alarm_decoder.decode(r) for r in raws if r is not None)
+        alarms.sort(key=lambda a: a.raised_ms, reverse=True)
+        return alarms[:limit]
+
+    # -- changes -------------------------------------------------------------------------
+
+    async def apply_trigger(self, tenant: str, trigger: Trigger, now_ms: int) -> Alarm | None:
+        """Raise a new alarm or join the open one of (home, kind). Idempotent by cause:
+        replaying the event log after a crash applies each decision once."""
+        open_key = self.keys.open_alarms(tenant)
+        cause_key = self.keys.cause(tenant, trigger.cause)
+        field = f"{trigger.home_id}|{trigger.kind}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(open_key, cause_key)
+                    if await pipe.exists(cause_key):
+                        await pipe.unwatch()
+                        return None
+                    existing = await pipe.hget(open_key, field)
+                    previous: Alarm | None = None
+                    if existing is not None:
+                        alarm_key = self.keys.alarm(tenant, existing.decode())
+                        await pipe.watch(alarm_key)
+                        raw = await pipe.get(alarm_key)
+                        previous = _alarm_decoder.decode(raw) if raw is not None else None
+                    if previous is not None and previous.is_open:
+                        alarm, entries = join(previous, trigger, now_ms)
+                        actions: list[Any] = []
+                    else:
+                        chain = self.chains.get(trigger.chain, FALLBACK_CHAIN)
+                        alarm, entries, actions = raise_alarm(str(ULID()), tenant, trigger, chain, now_ms)
+                        previous = None
+                    pipe.multi()
+                    if previous is None:
+                        pipe.hset(open_key, field, alarm.id)
+                        pipe.zadd(self.keys.alarm_index(tenant), {alarm.id: alarm.raised_ms})
+                        pipe.hset(self.keys.alarm_tenants(), alarm.id, tenant)
+                    pipe.set(cause_key, b"1", ex=CAUSE_TTL_S)
+                    entries = self._write(pipe, alarm, entries, actions, now_ms)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                self._count(alarm, previous, actions)
+                self.metrics.triggers.labels(trigger.rule).inc()
+                return alarm
+        raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
+
+    async def acknowledge(self, alarm_id: str, by: str, now_ms: int) -> Alarm:
+        return await self._mutate(alarm_id, lambda a: acknowledge(a, by, now_ms), now_ms)
+
+    async def resolve(self, alarm_id: str, by: str, code: str, note: str, now_ms: int) -> Alarm:
+        return await self._mutate(alarm_id, lambda a: resolve(a, by, code, note, now_ms), now_ms)
+
+    async def note(self, alarm_id: str, by: str, text: str, now_ms: int) -> Alarm:
+        def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+            new, entries = add_note(a, by, text, now_ms)
+            return new, entries, []
+
+        return await self._mutate(alarm_id, fn, now_ms)
+
+    async def fire_timer(self, member: str, now_ms: int) -> Alarm | None:
+        """Carry out a due escalation timer. The timer is removed in the same transaction
+        that records its effect, so a crash in between leaves it to fire again, and the
+        runner's fence makes a second firing a no-op."""
+        tenant, alarm_id, step, round_ = parse_timer_member(member)
+        key = self.keys.alarm(tenant, alarm_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        pipe.multi()
+                        pipe.zrem(self.keys.timers(), member)
+                        await pipe.execute()
+                        return None
+                    previous = _alarm_decoder.decode(raw)
+                    alarm, entries, actions = timeout(previous, step, round_, now_ms)
+                    pipe.multi()
+                    pipe.zrem(self.keys.timers(), member)
+                    if actions:
+                        due = previous.escalation.due_ms or now_ms
+                        self.metrics.timer_lateness.observe(max(0, now_ms - due) / 1000)
+                        self._write(pipe, alarm, entries, actions, now_ms)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                if actions:
+                    self._count(alarm, previous, actions)
+                return alarm
+        raise RuntimeError(f"alarm {alarm_id} kept changing; gave up after {MAX_RETRIES} tries")
+
+    async def _mutate(
+        self, alarm_id: str, fn: Callable[[Alarm], tuple[Alarm, list[Entry], list[Any]]], now_ms: int
+    ) -> Alarm:
+        tenant = await self.tenant_of(alarm_id)
+        key = self.keys.alarm(tenant, alarm_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise AlarmNotFound(alarm_id)
+                    previous = _alarm_decoder.decode(raw)
+                    alarm, entries, actions = fn(previous)  # may raise TransitionError
+                    pipe.multi()
+                    self._write(pipe, alarm, entries, actions, now_ms)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                self._count(alarm, previous, actions)
+                return alarm
+        raise RuntimeError(f"alarm {alarm_id} kept changing; gave up after {MAX_RETRIES} tries")
+
+    # -- the write half of every transaction ----------------------------------------------
+
+    def _write(self, pipe: Any, alarm: Alarm, entries: list[Entry], actions: list[Any], now_ms: int) -> list[Entry]:
+        tenant = alarm.tenant
+        for action in actions:
+            if isinstance(action, Schedule):
+                pipe.zadd(self.keys.timers(), {timer_member(tenant, alarm.id, action.step, action.round): action.due_ms})
+            elif isinstance(action, Unschedule):
+                pipe.zrem(self.keys.timers(), timer_member(tenant, alarm.id, action.step, action.round))
+            elif isinstance(action, Notify):
+                entries = entries + self._page(pipe, alarm, action, now_ms)
+        if not alarm.is_open:
+            pipe.hdel(self.keys.open_alarms(tenant), f"{alarm.home_id}|{alarm.kind}")
+        pipe.set(self.keys.alarm(tenant, alarm.id), _enc(alarm))
+        if entries:
+            pipe.rpush(self.keys.timeline(tenant, alarm.id), *[_enc(e) for e in entries])
+        pipe.xadd(self.keys.feed(), {"alarm": _enc(alarm_view(alarm))}, maxlen=FEED_MAXLEN, approximate=True)
+        pipe.xadd(
+            self.keys.outbox(),
+            {"channel": "integration", "tenant": tenant, "alarm": alarm.id, "body": _enc(integration_view(alarm))},
+        )
+        return entries
+
+    def _page(self, pipe: Any, alarm: Alarm, action: Notify, now_ms: int) -> list[Entry]:
+        """Resolve a step's targets to people on duty now and queue their pages."""
+        step = alarm.escalation.chain.steps[action.step]
+        entries: list[Entry] = []
+        people: dict[str, str] = {}
+        for target in step.targets:
+            if target.kind == TargetKind.ROLE:
+                found = self.directory.on_duty(alarm.tenant, target.value, alarm.zone)
+                if len(found) <= 1:
+                    entries.append(
+                        Entry(now_ms, "roster_warning", "system",
+                              {"role": target.value, "zone": alarm.zone, "on_duty": len(found)})
+                    )
+                people.update({s.staff_id: target.value for s in found})
+            elif target.kind == TargetKind.STAFF:
+                people[target.value] = "named"
+        if Channel.MQTT in step.channels:
+            for staff_id in people:
+                pipe.xadd(
+                    self.keys.outbox(),
+                    {
+                        "channel": "mqtt",
+                        "tenant": alarm.tenant,
+                        "alarm": alarm.id,
+                        "staff": staff_id,
+                        "body": _enc(
+                            {
+                                "alarm_id": alarm.id,
+                                "kind": alarm.kind,
+                                "priority": alarm.priority,
+                                "home_id": alarm.home_id,
+                                "step": action.step + 1,
+                                "ts_ms": now_ms,
+                            }
+                        ),
+                    },
+                )
+                entries.append(Entry(now_ms, "paged", "system", {"staff": staff_id, "channel": "mqtt", "step": action.step + 1}))
+        return entries
+
+    def _count(self, alarm: Alarm, previous: Alarm | None, actions: list[Any]) -> None:
+        if previous is None:
+            self.metrics.alarms_raised.labels(alarm.kind, alarm.priority).inc()
+        elif previous.state != alarm.state:
+            self.metrics.alarm_transitions.labels(str(alarm.state)).inc()
+        for action in actions:
+            if isinstance(action, Notify):
+                self.metrics.escalation_steps.labels(alarm.escalation.chain.name, str(action.step + 1)).inc()
+            elif isinstance(action, Exhausted):
+                self.metrics.unhandled.labels(alarm.kind).inc()

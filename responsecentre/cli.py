@@ -1,0 +1,136 @@
+"""One CLI: `responsecentre run | demo | sim | rules check | users add`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from responsecentre.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        mqtt_url=getattr(args, "broker", None),
+        redis_url=getattr(args, "redis", None),
+        http_port=getattr(args, "port", None),
+        http_host=getattr(args, "host", None),
+        rules_path=getattr(args, "rules", None),
+        chains_path=getattr(args, "chains", None),
+        homes_path=getattr(args, "homes", None),
+        staff_path=getattr(args, "staff", None),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from responsecentre.service import Service
+
+    service = Service(_settings(args))
+    try:
+        asyncio.run(service.run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from responsecentre.demo import run_demo
+
+    return run_demo(_settings(args), data_dir=args.data_dir, homes=args.sim_homes)
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from responsecentre.engine import RuleError, load_rules
+
+    try:
+        pack = load_rules(Path(args.file))
+    except (RuleError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: {len(pack.rules)} rules OK")
+    for rule in pack.rules:
+        print(f"  {rule.name:28} {rule.kind:13} -> {rule.alarm} ({rule.priority}, chain {rule.chain})")
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    import redis.asyncio as aioredis
+
+    from responsecentre.web.auth import Users
+
+    password = args.password or getpass.getpass(f"password for {args.username}: ")
+
+    async def add() -> None:
+        client = aioredis.Redis.from_url(_settings(args).redis_url)
+        try:
+            await Users(client).add(args.username, password, args.role, args.staff_id)
+        finally:
+            await client.aclose()
+
+    asyncio.run(add())
+    print(f"user {args.username} ({args.role}) saved")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="responsecentre", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def service_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--broker", help="mqtt://host:port (env RC_MQTT_URL)")
+        sp.add_argument("--redis", help="redis://host:port/db (env RC_REDIS_URL)")
+        sp.add_argument("--host", help="HTTP bind address (env RC_HTTP_HOST)")
+        sp.add_argument("--port", type=int, help="HTTP port (env RC_HTTP_PORT)")
+        sp.add_argument("--rules", type=Path, help="rule pack (default rules/default.yaml)")
+        sp.add_argument("--chains", type=Path, help="alert chains (default escalation/chains.yaml)")
+        sp.add_argument("--homes", type=Path, help="homes and devices (default devices/homes.yaml)")
+        sp.add_argument("--staff", type=Path, help="staff and duty (default escalation/staff.yaml)")
+
+    run = sub.add_parser("run", help="run the service against a broker and Redis")
+    service_flags(run)
+    run.set_defaults(fn=cmd_run)
+
+    demo = sub.add_parser("demo", help="start broker, Redis, service and simulator on this machine")
+    service_flags(demo)
+    demo.add_argument("--data-dir", type=Path, default=Path(".data/demo"))
+    demo.add_argument("--sim-homes", type=int, default=20)
+    demo.set_defaults(fn=cmd_demo)
+
+    sim = sub.add_parser("sim", help="device simulator (see `responsecentre sim --help`)", add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sim.set_defaults(fn=lambda a: __import__("responsecentre.sim.mqtt", fromlist=["main"]).main(a.rest) or 0)
+
+    rules = sub.add_parser("rules", help="rule packs")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rsub.add_parser("check", help="validate a rule pack")
+    check.add_argument("file")
+    check.set_defaults(fn=cmd_rules_check)
+
+    users = sub.add_parser("users", help="console and API users")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    add = usub.add_parser("add", help="create or replace a user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=["operator", "nurse", "admin", "integrator"])
+    add.add_argument("--password", help="(prompted when left out)")
+    add.add_argument("--staff-id")
+    add.add_argument("--redis", help="redis://host:port/db (env RC_REDIS_URL)")
+    add.set_defaults(fn=cmd_users_add)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

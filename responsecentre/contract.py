@@ -1,0 +1,217 @@
+"""The MQTT contract (v1) in one place.
+
+Ingest validation, the simulator, the docs and the tests all read these names, so a
+device that the simulator can drive is by construction a device that ingest accepts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+PREFIX = "rc/v1"
+MAX_PAYLOAD_BYTES = 4096
+MAX_ID_LENGTH = 64
+MAX_TOKEN_LENGTH = 64
+
+# Every event type of contract v1. The order is part of the engine's compiled tables
+# (type ids index into it): append new types at the end, never reorder.
+EVENT_TYPES: tuple[str, ...] = (
+    "alarm.button",
+    "alarm.cancel",
+    "fall.detected",
+    "fall.cancelled",
+    "door.opened",
+    "door.closed",
+    "bed.exit",
+    "bed.enter",
+    "motion.detected",
+    "medication.due",
+    "medication.taken",
+    "medication.missed",
+    "medication.empty",
+    "smoke.detected",
+    "water.leak",
+    "temperature",
+    "seizure.detected",
+    "geofence.exit",
+    "device.heartbeat",
+    "device.battery",
+    "device.tamper",
+)
+TYPE_ID: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+# Types whose `value` is required and numeric (the engine's thresholds read it).
+VALUE_REQUIRED = frozenset({"temperature", "device.battery"})
+
+
+class RejectReason(StrEnum):
+    """Why an inbound message went to the dead-letter stream (a metric label, so few)."""
+
+    OVERSIZED = "oversized"  # payload above MAX_PAYLOAD_BYTES
+    MALFORMED_JSON = "malformed_json"  # not UTF-8 JSON at all
+    SCHEMA = "schema"  # JSON, but a field is missing or of the wrong type
+    UNKNOWN_TYPE = "unknown_type"  # `type` is not an event type of the contract
+    BAD_TIMESTAMP = "bad_timestamp"  # `ts` is neither RFC 3339 nor epoch milliseconds
+    BAD_TOPIC = "bad_topic"  # topic outside rc/v1/{tenant}/devices/{device_id}/events
+    UNKNOWN_DEVICE = "unknown_device"  # topic names a device the centre does not know
+
+
+class EventPayload(msgspec.Struct, forbid_unknown_fields=False):
+    """The JSON body a device publishes on `.../events`."""
+
+    id: str | int
+    type: str
+    ts: str | int
+    value: float | None = None
+    data: dict[str, Any] | None = None
+
+
+_decoder = msgspec.json.Decoder(EventPayload)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTopic:
+    tenant: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated device event. Tenant and device come from the topic, never the payload."""
+
+    tenant: str
+    device_id: str
+    id: str
+    type: str
+    ts_ms: int  # the device's own time, epoch milliseconds
+    value: float | None
+    data: dict[str, Any] | None
+
+
+class Rejected(Exception):
+    """An inbound message that breaks the contract; `reason` is a metric label."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def events_topic(tenant: str, device_id: str) -> str:
+    return f"{PREFIX}/{tenant}/devices/{device_id}/events"
+
+
+def status_topic(tenant: str, device_id: str) -> str:
+    return f"{PREFIX}/{tenant}/devices/{device_id}/status"
+
+
+def alarm_topic(tenant: str, alarm_id: str) -> str:
+    return f"{PREFIX}/{tenant}/alarms/{alarm_id}"
+
+
+def page_topic(tenant: str, staff_id: str) -> str:
+    return f"{PREFIX}/{tenant}/staff/{staff_id}/pages"
+
+
+EVENTS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/events"
+
+
+def _valid_token(token: str) -> bool:
+    return (
+        0 < len(token) <= MAX_TOKEN_LENGTH
+        and token.isascii()
+        and all(c.isalnum() or c in "-_." for c in token)
+    )
+
+
+def parse_events_topic(topic: str) -> EventTopic:
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or f"{parts[0]}/{parts[1]}" != PREFIX
+        or parts[3] != "devices"
+        or parts[5] != "events"
+        or not _valid_token(parts[2])
+        or not _valid_token(parts[4])
+    ):
+        raise Rejected(RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/devices/{{device_id}}/events")
+    return EventTopic(parts[2], parts[4])
+
+
+def parse_ts(ts: str | int) -> int:
+    """RFC 3339 string or epoch milliseconds -> epoch milliseconds."""
+    if isinstance(ts, bool):
+        raise Rejected(RejectReason.BAD_TIMESTAMP, "ts must be RFC 3339 or epoch milliseconds")
+    if isinstance(ts, int):
+        if not 0 <= ts < 32503680000000:  # before year 3000
+            raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts} is out of range")
+        return ts
+    try:
+        text = ts.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts[:40]!r} is not RFC 3339") from None
+    if parsed.tzinfo is None:
+        raise Rejected(RejectReason.BAD_TIMESTAMP, "ts must carry a UTC offset (e.g. Z)")
+    return int(parsed.timestamp() * 1000)
+
+
+def decode_event(topic: str, payload: bytes) -> Event:
+    """Validate one inbound message against contract v1; raise `Rejected` with the reason."""
+    where = parse_events_topic(topic)
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+    try:
+        body = _decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise Rejected(RejectReason.SCHEMA, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(RejectReason.MALFORMED_JSON, str(exc)) from None
+    if isinstance(body.id, bool) or body.id == "" or len(str(body.id)) > MAX_ID_LENGTH:
+        raise Rejected(RejectReason.SCHEMA, f"id must be a non-empty string or integer of at most {MAX_ID_LENGTH} characters")
+    if body.type not in TYPE_ID:
+        raise Rejected(RejectReason.UNKNOWN_TYPE, f"type {body.type[:60]!r} is not an event type of contract v1")
+    value: float | None = None
+    if body.value is not None:
+        value = float(body.value)
+        if not math.isfinite(value):
+            raise Rejected(RejectReason.SCHEMA, "value must be a finite number")
+    elif body.type in VALUE_REQUIRED:
+        raise Rejected(RejectReason.SCHEMA, f"{body.type} requires a numeric value")
+    return Event(
+        tenant=where.tenant,
+        device_id=where.device_id,
+        id=str(body.id),
+        type=body.type,
+        ts_ms=parse_ts(body.ts),
+        value=value,
+        data=body.data,
+    )
+
+
+def encode_event(
+    event_id: str | int,
+    type_: str,
+    ts_ms: int,
+    value: float | None = None,
+    data: dict[str, Any] | None = None,
+) -> bytes:
+    """The payload a device (or the simulator) publishes; `ts` as RFC 3339 UTC."""
+    body: dict[str, Any] = {
+        "id": event_id,
+        "type": type_,
+        "ts": dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if value is not None:
+        body["value"] = value
+    if data:
+        body["data"] = data
+    return msgspec.json.encode(body)

@@ -1,0 +1,137 @@
+"""The numba kernels of the rule engine, and the integer codes they share with tables.py.
+
+Only arrays and tuples of arrays cross this boundary: `Engine` (engine.py) validates the
+input, owns the state and output buffers and wraps the results; these functions only loop.
+They never allocate, so the caller sizes the output for the worst case (see engine.py) and
+the kernel returns how many rows it wrote.
+
+The argument tuples (built by tables.py and engine.py, documented there):
+
+    tables = (type_ptr, type_rules, kind, when_mask, unless_mask, op, threshold,
+              within_ms, scope)
+    state  = (slot_offset, slot_count, due, origin)
+    batch  = (type_id, device, ts, value, has_value, seq)
+    out    = (rule, device, home, ts, origin, event)
+
+The semantics are written down in docs/rules.md and implemented a second time, for
+clarity, in reference.py; tests/test_engine_differential.py holds the two together. The
+codes below are compile-time constants of the kernels: they live in this file so that a
+change to them invalidates numba's on-disk cache, which is keyed on this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Rule kinds (tables.kind).
+KIND_MATCH = 0
+KIND_THRESHOLD = 1
+KIND_NOT_FOLLOWED = 2
+
+# Threshold comparisons (tables.op): value <op> threshold.
+OP_LT = 0
+OP_LE = 1
+OP_GT = 2
+OP_GE = 3
+OP_EQ = 4
+
+# Whose state slot a NOT_FOLLOWED rule uses (tables.scope).
+SCOPE_DEVICE = 0
+SCOPE_HOME = 1
+
+# `due` of a slot with no pending deadline. The largest int64 makes "earliest deadline"
+# a plain minimum and "due <= now" false for idle slots.
+NO_DUE = np.iinfo(np.int64).max
+
+
+@njit(cache=True, nogil=True)
+def _passes(value, op, threshold):  # type: ignore[no-untyped-def]
+    if op == OP_LT:
+        return value < threshold
+    if op == OP_LE:
+        return value <= threshold
+    if op == OP_GT:
+        return value > threshold
+    if op == OP_GE:
+        return value >= threshold
+    return value == threshold
+
+
+@njit(cache=True, nogil=True)
+def _emit(out, n, rule, device, home, ts, origin, event):  # type: ignore[no-untyped-def]
+    out_rule, out_device, out_home, out_ts, out_origin, out_event = out
+    out_rule[n] = rule
+    out_device[n] = device
+    out_home[n] = home
+    out_ts[n] = ts
+    out_origin[n] = origin
+    out_event[n] = event
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-untyped-def]
+    """Run a batch of events in array order; returns the number of triggers in `out`.
+
+    `out` must hold len(batch) * (most rules of any one type) rows: each (event, rule)
+    pair emits at most one trigger.
+    """
+    type_ptr, type_rules, kind, when_mask, unless_mask, op, threshold, within_ms, scope = tables
+    slot_offset, _slot_count, due, origin = state
+    type_id, device, ts, value, has_value, seq = batch
+    n = 0
+    for i in range(type_id.shape[0]):
+        t = type_id[i]
+        bit = np.int64(1) << t
+        d = device[i]
+        h = device_home[d]
+        now = ts[i]
+        for k in range(type_ptr[t], type_ptr[t + 1]):
+            r = type_rules[k]
+            rule_kind = kind[r]
+            if rule_kind == KIND_NOT_FOLLOWED:
+                home_scope = scope[r] == SCOPE_HOME
+                s = slot_offset[r] + (h if home_scope else d)
+                # a: the deadline passed before this event; it fires first.
+                if due[s] != NO_DUE and due[s] < now:
+                    n = _emit(out, n, r, -1 if home_scope else d, h, due[s], origin[s], -1)
+                    due[s] = NO_DUE
+                # b: a follow-up in time cancels.
+                if (unless_mask[r] & bit) != 0 and due[s] != NO_DUE:
+                    due[s] = NO_DUE
+                # c: a trigger arms an idle slot (a pending one keeps its clock).
+                if (when_mask[r] & bit) != 0 and due[s] == NO_DUE:
+                    due[s] = now + within_ms[r]
+                    origin[s] = seq[i]
+            elif rule_kind == KIND_MATCH or (
+                has_value[i] and _passes(value[i], op[r], threshold[r])
+            ):
+                n = _emit(out, n, r, d, h, now, seq[i], i)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def sweep_due(tables, state, device_home, now, out):  # type: ignore[no-untyped-def]
+    """Fire and clear every pending slot with due <= now, in slot order; returns the count.
+
+    `out` must hold one row per state slot.
+    """
+    kind = tables[2]
+    scope = tables[8]
+    slot_offset, slot_count, due, origin = state
+    n = 0
+    for r in range(kind.shape[0]):
+        if kind[r] != KIND_NOT_FOLLOWED:
+            continue
+        home_scope = scope[r] == SCOPE_HOME
+        base = slot_offset[r]
+        for e in range(slot_count[r]):
+            s = base + e
+            if due[s] <= now and due[s] != NO_DUE:
+                if home_scope:
+                    n = _emit(out, n, r, -1, e, due[s], origin[s], -1)
+                else:
+                    n = _emit(out, n, r, e, device_home[e], due[s], origin[s], -1)
+                due[s] = NO_DUE
+    return n

@@ -1,0 +1,169 @@
+"""`ReferenceEngine`: the rule semantics of docs/rules.md in plain Python.
+
+This is the specification that runs. It reads the `Rule` objects directly (not the
+compiled tables), keeps pending deadlines in a dict, and loops; it is written to be
+obviously right, not fast. tests/test_engine_differential.py drives it and the numba
+`Engine` with the same random packs and streams and demands identical triggers and
+identical state, which checks the kernels and the table compiler at once.
+
+It shares with `Engine` only what is not semantics: input validation
+(`EventBatch.checked`), the `Triggers` type, and the snapshot format, so that each engine
+restores the other's snapshots.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+import numpy as np
+
+from responsecentre.contract import EVENT_TYPES
+from responsecentre.engine.rules import Op, Rule, RuleKind, RulePack
+from responsecentre.engine.tables import (
+    EventBatch,
+    Triggers,
+    check_device_home,
+    check_now,
+    compile_tables,
+    decode_snapshot,
+    encode_snapshot,
+)
+
+__all__ = ["ReferenceEngine"]
+
+_COMPARE: dict[Op, Callable[[float, float], bool]] = {
+    Op.LT: operator.lt,
+    Op.LE: operator.le,
+    Op.GT: operator.gt,
+    Op.GE: operator.ge,
+    Op.EQ: operator.eq,
+}
+
+Row = tuple[int, int, int, int, int, int]  # rule, device, home, ts, origin, event
+
+
+class ReferenceEngine:
+    """Same API and same results as `Engine`, in dicts and loops."""
+
+    def __init__(self, pack: RulePack, device_home: np.ndarray) -> None:
+        self._pack = pack
+        # Only for the snapshot header: a snapshot is tied to the compiled tables.
+        self._tables = compile_tables(pack)
+        self._device_home: list[int] = check_device_home(device_home).tolist()
+        self._n_homes = max(self._device_home, default=-1) + 1
+        # (rule index, entity) -> (due, origin); entity is a device or a home index.
+        self._pending: dict[tuple[int, int], tuple[int, int]] = {}
+        # event type name -> indices of the rules it involves, in pack order, each once.
+        self._rules_for: dict[str, list[int]] = {name: [] for name in EVENT_TYPES}
+        for index, rule in enumerate(pack.rules):
+            for name in rule.types:
+                self._rules_for[name].append(index)
+
+    @property
+    def pack(self) -> RulePack:
+        return self._pack
+
+    @property
+    def n_devices(self) -> int:
+        return len(self._device_home)
+
+    @property
+    def n_homes(self) -> int:
+        return self._n_homes
+
+    def process(self, batch: EventBatch) -> Triggers:
+        type_ids, devices, times, values, has_values, seqs = (
+            column.tolist() for column in batch.checked(self.n_devices)
+        )
+        out: list[Row] = []
+        for i, type_id in enumerate(type_ids):
+            event_type = EVENT_TYPES[type_id]
+            device = devices[i]
+            home = self._device_home[device]
+            ts = times[i]
+            for index in self._rules_for[event_type]:
+                rule = self._pack.rules[index]
+                if rule.kind is RuleKind.NOT_FOLLOWED:
+                    self._not_followed(index, rule, event_type, device, home, ts, seqs[i], out)
+                elif rule.kind is RuleKind.MATCH or (
+                    has_values[i] and self._passes(rule, values[i])
+                ):
+                    out.append((index, device, home, ts, seqs[i], i))
+        return Triggers.from_rows(out)
+
+    def _not_followed(
+        self,
+        index: int,
+        rule: Rule,
+        event_type: str,
+        device: int,
+        home: int,
+        ts: int,
+        seq: int,
+        out: list[Row],
+    ) -> None:
+        key = (index, home if rule.scope == "home" else device)
+        pending = self._pending.get(key)
+        # a. The deadline passed before this event: it fires, at its own time.
+        if pending is not None and pending[0] < ts:
+            due, origin = pending
+            out.append((index, -1 if rule.scope == "home" else device, home, due, origin, -1))
+            del self._pending[key]
+            pending = None
+        # b. A follow-up in time cancels the deadline.
+        if event_type in rule.unless and pending is not None:
+            del self._pending[key]
+            pending = None
+        # c. A trigger arms an idle slot; a pending deadline keeps its clock.
+        if event_type in rule.when and pending is None:
+            self._pending[key] = (ts + rule.within_ms, seq)
+
+    @staticmethod
+    def _passes(rule: Rule, value: float) -> bool:
+        assert rule.op is not None and rule.threshold is not None
+        return _COMPARE[rule.op](value, rule.threshold)
+
+    def sweep(self, now_ms: int) -> Triggers:
+        now = check_now(now_ms)
+        out: list[Row] = []
+        for key in sorted(self._pending):  # slot order: rule, then entity
+            due, origin = self._pending[key]
+            if due <= now:
+                index, entity = key
+                if self._pack.rules[index].scope == "home":
+                    out.append((index, -1, entity, due, origin, -1))
+                else:
+                    out.append((index, entity, self._device_home[entity], due, origin, -1))
+                del self._pending[key]
+        return Triggers.from_rows(out)
+
+    def next_due(self) -> int | None:
+        return min((due for due, _ in self._pending.values()), default=None)
+
+    def pending(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return dict(self._pending)
+
+    def snapshot(self) -> bytes:
+        keys = sorted(self._pending)
+        return encode_snapshot(
+            self._tables,
+            self.n_devices,
+            self._n_homes,
+            [rule for rule, _ in keys],
+            [entity for _, entity in keys],
+            [self._pending[key][0] for key in keys],
+            [self._pending[key][1] for key in keys],
+        )
+
+    def restore(self, blob: bytes) -> None:
+        columns = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
+        rules, entities, dues, origins = (column.tolist() for column in columns)
+        self._pending = {
+            (rule, entity): (due, origin)
+            for rule, entity, due, origin in zip(rules, entities, dues, origins, strict=True)
+        }
+
+    def resize(self, device_home: np.ndarray) -> None:
+        self._device_home = check_device_home(device_home, at_least=self.n_devices).tolist()
+        self._n_homes = max(self._n_homes, max(self._device_home, default=-1) + 1)

@@ -1,0 +1,131 @@
+"""The broker link: paho-mqtt 2.x with manual acks, bridged into asyncio.
+
+aiomqtt acks a QoS 1 message as soon as it is handed over; we need the PUBACK to go out
+only after the event is stored in Redis, so we use paho's `manual_ack` directly. paho's
+network thread puts messages on an asyncio queue; acks and publishes are thread-safe
+calls back into paho.
+
+The session is persistent (clean_start=False, a long session expiry, a fixed client id):
+whatever arrives while the service is down waits in the broker and is redelivered, and
+every message received but not acked before a crash is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from responsecentre.config import MqttUrl
+from responsecentre.contract import EVENTS_SUBSCRIPTION
+from responsecentre.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+RECEIVE_MAXIMUM = 1000  # unacked messages the broker may have in flight to us
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int  # which connection it came on; acks never cross connections
+    received_ms: int
+
+
+class BrokerLink:
+    def __init__(
+        self,
+        url: MqttUrl,
+        client_id: str,
+        session_expiry_s: int,
+        metrics: Metrics,
+        queue_size: int = RECEIVE_MAXIMUM * 2,
+    ) -> None:
+        self.url = url
+        self.metrics = metrics
+        self.session_expiry_s = session_expiry_s
+        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_size)
+        self.connected = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._generation = 0
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if url.username:
+            self._client.username_pw_set(url.username, url.password)
+        if url.tls:
+            self._client.tls_set()
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(100_000)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._client.connect_async(
+            self.url.host, self.url.port, keepalive=15, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- paho thread callbacks -------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        client.subscribe(EVENTS_SUBSCRIPTION, qos=1)
+        self.metrics.mqtt_connected.set(1)
+        self._loop.call_soon_threadsafe(self.connected.set)
+        log.info("connected to mqtt://%s:%s (session present: %s)", self.url.host, self.url.port,
+                 getattr(flags, "session_present", "?"))
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        self.metrics.mqtt_connected.set(0)
+        self._loop.call_soon_threadsafe(self.connected.clear)
+        log.warning("disconnected from the broker (%s); paho reconnects", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        item = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, int(time.time() * 1000))
+        self._loop.call_soon_threadsafe(self._put, item)
+
+    def _put(self, item: Inbound) -> None:
+        # The queue holds at most what the broker may have in flight (ReceiveMaximum), so
+        # it cannot fill; if it ever did, dropping unacked is safe: the broker resends.
+        try:
+            self.inbox.put_nowait(item)
+        except asyncio.QueueFull:
+            log.error("inbox full; message %s left unacked for redelivery", item.mid)
+
+    # -- called from asyncio ----------------------------------------------------------------
+
+    def ack(self, item: Inbound) -> None:
+        """PUBACK, once the event is durably stored. A message from an earlier
+        connection is not acked here: the broker has redelivered it on this one."""
+        if item.qos > 0 and item.generation == self._generation:
+            self._client.ack(item.mid, item.qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        self._client.publish(topic, payload, qos=qos, retain=retain)

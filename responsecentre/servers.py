@@ -1,0 +1,178 @@
+"""Start and stop our own mosquitto and redis-server on free loopback ports.
+
+`responsecentre demo` and the test fixtures share this, so the demo runs on exactly the
+set-up the suite proves. Servers are children of this process, never daemonised: stop()
+terminates, waits, then kills, and a caller's `finally` leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_TIMEOUT_S = 15.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def find_binary(name: str) -> str:
+    """Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH."""
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}", f"/usr/local/bin/{name}") if os.access(p, os.X_OK)),
+        None,
+    )
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: run `make setup` or `apt-get install {name}`")
+    return found
+
+
+@dataclass(kw_only=True)
+class ServerProcess:
+    """One child server with its own directory, config and log file."""
+
+    name: str
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port(self.host)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+            return True
+        return False
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.ready():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not accept connections on {self.host}:{self.port}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for fault tests (no shutdown save)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass(kw_only=True)
+class Mosquitto(ServerProcess):
+    name: str = "mosquitto"
+
+    def argv(self) -> list[str]:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} {self.host}",
+                    "allow_anonymous true",
+                    "persistence true",
+                    f"persistence_location {self.workdir}/",
+                    "autosave_interval 1",
+                    # Room for a service that acks late (after its Redis write): inflight
+                    # messages beyond this are queued by the broker, not dropped.
+                    "max_inflight_messages 1000",
+                    "max_queued_messages 1000000",
+                    "max_packet_size 2097152",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "",
+                ]
+            )
+        )
+        return [find_binary("mosquitto"), "-c", str(conf)]
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+@dataclass(kw_only=True)
+class Redis(ServerProcess):
+    name: str = "redis"
+
+    def argv(self) -> list[str]:
+        return [
+            find_binary("redis-server"),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.workdir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--protected-mode", "yes",
+            "--logfile", "",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"

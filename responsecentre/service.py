@@ -1,0 +1,145 @@
+"""The service: builds the parts from settings and runs their loops under one TaskGroup.
+
+This is the only place that creates long-running tasks. If one loop dies the group
+cancels the others and the process exits non-zero, so a supervisor restarts a whole,
+consistent service rather than one with a silently dead escalation loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI
+
+from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.config import Settings
+from responsecentre.directory import Directory, load_directory
+from responsecentre.engine import Engine, RulePack, load_rules
+from responsecentre.escalation.chains import Chain, load_chains
+from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, ensure_group, run_notifiers
+from responsecentre.escalation.timers import run_timers
+from responsecentre.ingest.log import EventLog
+from responsecentre.ingest.mqtt import BrokerLink
+from responsecentre.ingest.pipeline import Ingest
+from responsecentre.metrics import Metrics
+from responsecentre.processor import RuleProcessor
+from responsecentre.web.app import AppContext, create_app
+from responsecentre.web.auth import Users
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside our TaskGroup: signals belong to the CLI, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def check_chains(pack: RulePack, chains: dict[str, Chain]) -> None:
+    missing = sorted({r.chain for r in pack.rules} - set(chains))
+    if missing:
+        raise ValueError(f"rules name chains that escalation/chains.yaml does not define: {', '.join(missing)}")
+
+
+@dataclass
+class Parts:
+    redis: aioredis.Redis
+    directory: Directory
+    desk: AlarmDesk
+    users: Users
+    metrics: Metrics
+    app: FastAPI
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory | None = None,
+        pack: RulePack | None = None,
+        chains: dict[str, Chain] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory or load_directory(settings.homes_path, settings.staff_path)
+        self.pack = pack or load_rules(settings.rules_path)
+        self.chains = chains if chains is not None else load_chains(settings.chains_path)
+        check_chains(self.pack, self.chains)
+        self.metrics = metrics or Metrics()
+        self.redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
+        self.users = Users(self.redis)
+        self.engine = Engine(self.pack, self.directory.device_home())  # compiles/loads kernels now
+        self.started = asyncio.Event()
+        self._server: _Server | None = None
+        self.link: BrokerLink | None = None
+        self.processor: RuleProcessor | None = None
+
+    def build_app(self) -> FastAPI:
+        def broker_ready() -> tuple[bool, str]:
+            return (self.link is not None and self.link.connected.is_set(), "broker: not connected")
+
+        def engine_ready() -> tuple[bool, str]:
+            return (self.processor is not None and self.processor.caught_up.is_set(), "engine: replaying the event log")
+
+        ctx = AppContext(
+            redis=self.redis,
+            desk=self.desk,
+            directory=self.directory,
+            metrics=self.metrics,
+            users=self.users,
+            secret_key=self.settings.secret_key or secrets.token_urlsafe(32),
+            secure_cookies=self.settings.secure_cookies,
+            ready_checks=[broker_ready, engine_ready],
+        )
+        return create_app(ctx)
+
+    async def run(self) -> None:
+        s = self.settings
+        app = self.build_app()
+        self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics)
+        ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s)
+        self.processor = RuleProcessor(self.redis, self.engine, self.directory, self.desk, self.metrics, s)
+        notifiers = [MqttPager(self.link), IntegrationPublisher(self.link)]
+        await ensure_group(self.redis)
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off", ws="auto")
+        self._server = _Server(config)
+        self.link.start()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(ingest.run(), name="ingest")
+                tg.create_task(self.processor.run(), name="rules")
+                tg.create_task(run_timers(self.redis, self.desk, s.sweep_ms), name="timers")
+                tg.create_task(run_notifiers(self.redis, notifiers, self.metrics), name="notifiers")
+                tg.create_task(self._serve(), name="http")
+        finally:
+            self.link.stop()
+            with contextlib.suppress(Exception):
+                await self.processor.snapshot()
+            await self.redis.aclose()
+
+    async def _serve(self) -> None:
+        assert self._server is not None
+        serve = asyncio.create_task(self._server.serve())
+        while not self._server.started and not serve.done():
+            await asyncio.sleep(0.01)
+        self.started.set()
+        try:
+            await serve
+        except asyncio.CancelledError:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(serve, 5)
+            raise
+        # uvicorn returned by itself (it could not bind, say): stop the whole service.
+        raise RuntimeError(f"HTTP server on {self.settings.http_host}:{self.settings.http_port} stopped")
+

@@ -1,0 +1,88 @@
+"""Every Redis key the centre uses, named in one place.
+
+Per-tenant data carries the tenant in its key (`rc:{tenant}:...`) so that a tenant can
+later move to a shard of its own; only the cross-tenant queues (timers, outbox, feed,
+dead letters) are global.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "rc"
+
+    def events(self, tenant: str) -> str:
+        """Stream: the durable event log of a tenant (ingest writes, the engine reads)."""
+        return f"{self.prefix}:{tenant}:events"
+
+    def seen(self, tenant: str, device_id: str, event_id: str) -> str:
+        """String with a TTL: this (device, event id) is stored; redelivery is a no-op."""
+        return f"{self.prefix}:{tenant}:seen:{device_id}:{event_id}"
+
+    def dead_letters(self) -> str:
+        """Stream: inbound messages that broke the contract, with the reason."""
+        return f"{self.prefix}:deadletters"
+
+    def alarm(self, tenant: str, alarm_id: str) -> str:
+        """String: the alarm record (msgspec JSON)."""
+        return f"{self.prefix}:{tenant}:alarm:{alarm_id}"
+
+    def timeline(self, tenant: str, alarm_id: str) -> str:
+        """List: the alarm's timeline entries, append-only."""
+        return f"{self.prefix}:{tenant}:alarm:{alarm_id}:timeline"
+
+    def open_alarms(self, tenant: str) -> str:
+        """Hash: "{home}|{kind}" -> id of the one open alarm for that pair."""
+        return f"{self.prefix}:{tenant}:alarms:open"
+
+    def alarm_index(self, tenant: str) -> str:
+        """Sorted set: every alarm id of the tenant, scored by when it was raised."""
+        return f"{self.prefix}:{tenant}:alarms"
+
+    def alarm_tenants(self) -> str:
+        """Hash: alarm id -> tenant, so the API can address alarms by id alone."""
+        return f"{self.prefix}:alarm-tenant"
+
+    def cause(self, tenant: str, cause: str) -> str:
+        """String with a TTL: this engine decision has been applied (replay is a no-op)."""
+        return f"{self.prefix}:{tenant}:cause:{cause}"
+
+    def timers(self) -> str:
+        """Sorted set: escalation timers, member "{tenant}|{alarm}|{step}|{round}", score due ms."""
+        return f"{self.prefix}:timers"
+
+    def outbox(self) -> str:
+        """Stream: notifications to deliver, written in the same transaction as the alarm."""
+        return f"{self.prefix}:outbox"
+
+    def feed(self) -> str:
+        """Stream: every alarm change, for the console's WebSocket (resumable by id)."""
+        return f"{self.prefix}:feed"
+
+    def engine_cursor(self) -> str:
+        """Hash: tenant -> id of the last event-log entry the engine has applied."""
+        return f"{self.prefix}:engine:cursor"
+
+    def engine_snapshot(self) -> str:
+        """Hash: the engine's state blob and the cursor it belongs to."""
+        return f"{self.prefix}:engine:snapshot"
+
+    def users(self) -> str:
+        """Hash: username -> user record (role, argon2 hash)."""
+        return f"{self.prefix}:users"
+
+    def audit(self) -> str:
+        """Stream: every login, every view of resident data, every action."""
+        return f"{self.prefix}:audit"
+
+
+KEYS = Keys()
+
+OUTBOX_GROUP = "notifiers"
+SEEN_TTL_S = 7 * 24 * 3600
+CAUSE_TTL_S = 7 * 24 * 3600
+FEED_MAXLEN = 10_000
+DEAD_LETTER_MAXLEN = 100_000

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Mosquitto, Redis
+from tests.service import Api, Publisher, ServiceProcess
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    server = Mosquitto(workdir=tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    server = Redis(workdir=tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant name of its own per test: its topics and Redis keys touch nobody else's."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis_url(redis_server: Redis) -> str:
+    """The test Redis, emptied: every test starts from no keys."""
+    import redis.asyncio as aioredis
+
+    from responsecentre.web.auth import Users
+    from tests.service import PASSWORD
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.flushdb()
+        users = Users(client)
+        for name, role in (("operator", "operator"), ("nurse", "nurse"), ("integrator", "integrator")):
+            await users.add(name, PASSWORD, role, "n1" if role == "nurse" else None)
+    finally:
+        await client.aclose()
+    return redis_server.url
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str
+) -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "service", mqtt_url=mosquitto.url, redis_url=redis_url)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    try:
+        yield pub
+    finally:
+        pub.close()
+
+
+@pytest.fixture
+async def api(service: ServiceProcess) -> AsyncIterator[Api]:
+    client = Api(service.base_url)
+    try:
+        yield client
+    finally:
+        await client.close()

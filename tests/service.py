@@ -1,0 +1,232 @@
+"""The real service as a child process, for end-to-end and crash tests.
+
+Each test gets its own tenant, homes, staff, rules and chains (written to a temp dir),
+its own MQTT client id (so its own persistent session) and a flushed Redis database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from responsecentre.contract import encode_event, events_topic
+from responsecentre.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TEST_RULES = """
+version: 1
+rules:
+  - name: assistance-button
+    when: alarm.button
+    raise: {kind: assistance, priority: critical, chain: urgent}
+  - name: fall-not-cancelled
+    when: fall.detected
+    unless: {followed_by: fall.cancelled, within: 1s}
+    raise: {kind: fall, priority: critical, chain: urgent}
+  - name: medication-not-taken
+    when: medication.due
+    unless: {followed_by: medication.taken, within: 2s}
+    raise: {kind: missed_dose, priority: medium, chain: urgent}
+  - name: low-battery
+    when: device.battery
+    value: {below: 15}
+    raise: {kind: low_battery, priority: low, chain: urgent}
+"""
+
+# Short steps so escalation is observable in a test: step 1 has 2 s, step 2 has 2 s.
+TEST_CHAINS = {
+    "chains": {
+        "urgent": {
+            "repeat": 0,
+            "steps": [
+                {"targets": ["console", {"role": "nurse"}], "channels": ["console", "mqtt"], "ack_within": "2s"},
+                {"targets": ["console", {"role": "team_lead"}], "channels": ["console", "mqtt"], "ack_within": "2s"},
+            ],
+        }
+    }
+}
+
+PASSWORD = "test-password"
+
+
+def homes_doc(tenant: str) -> dict[str, Any]:
+    return {
+        "tenants": {
+            tenant: {
+                "homes": [
+                    {
+                        "id": f"h{i}",
+                        "zone": "north",
+                        "resident": {"name": f"Resident {i}", "address": f"Street {i}", "key_safe": "1234"},
+                        "devices": [
+                            {"id": f"h{i}-btn", "kind": "safety_alarm"},
+                            {"id": f"h{i}-fall", "kind": "fall_sensor"},
+                            {"id": f"h{i}-med", "kind": "medicine_dispenser"},
+                        ],
+                    }
+                    for i in range(1, 4)
+                ]
+            }
+        }
+    }
+
+
+def staff_doc(tenant: str) -> dict[str, Any]:
+    return {
+        "tenants": {
+            tenant: {
+                "staff": [
+                    {"id": "n1", "name": "Nurse", "role": "nurse", "zone": "north", "on_duty": True},
+                    {"id": "tl1", "name": "Lead", "role": "team_lead", "zone": "all", "on_duty": True},
+                ]
+            }
+        }
+    }
+
+
+@dataclass
+class ServiceProcess:
+    tenant: str
+    workdir: Path
+    mqtt_url: str
+    redis_url: str
+    rules: str = TEST_RULES
+    chains: dict[str, Any] = field(default_factory=lambda: TEST_CHAINS)
+    port: int = field(default_factory=free_port)
+    client_id: str = field(default_factory=lambda: f"rc-test-{uuid.uuid4().hex[:8]}")
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "rules.yaml").write_text(self.rules)
+        (self.workdir / "chains.yaml").write_text(yaml.safe_dump(self.chains))
+        (self.workdir / "homes.yaml").write_text(yaml.safe_dump(homes_doc(self.tenant)))
+        (self.workdir / "staff.yaml").write_text(yaml.safe_dump(staff_doc(self.tenant)))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "service.log"
+
+    def start(self, wait: bool = True) -> None:
+        env = dict(os.environ)
+        env.update(
+            RC_CLIENT_ID=self.client_id,
+            RC_SECRET_KEY="test-secret",
+            RC_SNAPSHOT_S="0.5",
+            RC_SWEEP_MS="100",
+            NUMBA_CACHE_DIR=str(ROOT / ".cache" / "numba"),
+        )
+        argv = [
+            sys.executable, "-m", "responsecentre", "run",
+            "--broker", self.mqtt_url, "--redis", self.redis_url, "--port", str(self.port),
+            "--rules", str(self.workdir / "rules.yaml"), "--chains", str(self.workdir / "chains.yaml"),
+            "--homes", str(self.workdir / "homes.yaml"), "--staff", str(self.workdir / "staff.yaml"),
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"service not ready after {timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Publisher:
+    """A device-side MQTT client (QoS 1, waits for the broker's PUBACK)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                                  client_id=f"dev-{uuid.uuid4().hex[:8]}")
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def raw(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+
+    def event(self, tenant: str, device: str, event_id: str, type_: str, value: float | None = None,
+              ts_ms: int | None = None) -> None:
+        ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
+        self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Api:
+    def __init__(self, base_url: str, username: str = "operator") -> None:
+        self.client = httpx.AsyncClient(base_url=base_url, auth=(username, PASSWORD), timeout=10.0)
+
+    async def alarms(self, state: str = "open") -> list[dict[str, Any]]:
+        r = await self.client.get("/api/alarms", params={"state": state})
+        r.raise_for_status()
+        return r.json()["alarms"]
+
+    async def alarm(self, alarm_id: str) -> dict[str, Any]:
+        r = await self.client.get(f"/api/alarms/{alarm_id}")
+        r.raise_for_status()
+        return r.json()
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0, state: str = "open") -> list[dict[str, Any]]:
+        """Poll the alarm list until `predicate(alarms)` holds; bounded by `timeout`."""
+        deadline = time.monotonic() + timeout
+        alarms: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            alarms = await self.alarms(state)
+            if predicate(alarms):
+                return alarms
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"condition not met within {timeout}s; alarms: {alarms}")
+
+    async def close(self) -> None:
+        await self.client.aclose()
