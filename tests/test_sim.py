@@ -207,9 +207,7 @@ def test_incident_sequences(homes: tuple[SimHome, ...]) -> None:
 
 
 def test_battery_drains_and_temperature_is_plausible() -> None:
-    dev = SimDevice(
-        "t-temp", "thermometer", ("temperature", "device.heartbeat", "device.battery"), 900_000
-    )
+    dev = SimDevice("t-temp", "thermometer", ("temperature", "device.heartbeat", "device.battery"), 900_000)
     homes = [SimHome("t", "h", (dev,))]
     readings = []
     for seed in range(20):
@@ -219,9 +217,7 @@ def test_battery_drains_and_temperature_is_plausible() -> None:
         assert len(levels) >= 20
         assert all(b <= a for a, b in itertools.pairwise(levels) if b < 99)  # drains (or replaced)
         readings += [e.value for e in events if e.type == "temperature"]
-        assert not [
-            e for e in events if e.type not in ("temperature", "device.heartbeat", "device.battery")
-        ]
+        assert not [e for e in events if e.type not in ("temperature", "device.heartbeat", "device.battery")]
     assert all(-10 < t < 35 for t in readings)
     assert 18 < sum(readings) / len(readings) < 24
 
@@ -283,9 +279,7 @@ def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-de
     return predicate()
 
 
-def test_shell_publishes_to_a_real_broker(
-    mosquitto, tenant: str, homes: tuple[SimHome, ...]
-) -> None:  # type: ignore[no-untyped-def]
+def test_shell_publishes_to_a_real_broker(mosquitto, tenant: str, homes: tuple[SimHome, ...]) -> None:  # type: ignore[no-untyped-def]
     sim_homes = with_tenant(homes[:3], tenant)
     client, received = subscriber(mosquitto.host, mosquitto.port, tenant)
     lines: list[str] = []
@@ -314,17 +308,12 @@ def test_shell_publishes_to_a_real_broker(
     assert {e.device_id for e in decoded} <= {d.device_id for h in sim_homes for d in h.devices}
     # QoS 1 may redeliver; by event id nothing is missing and nothing is extra.
     assert len({(e.device_id, e.id) for e in decoded}) == stats.events
-    assert (
-        Counter(e.type for e in {(e.device_id, e.id): e for e in decoded}.values())
-        == stats.events_by_type
-    )
+    assert Counter(e.type for e in {(e.device_id, e.id): e for e in decoded}.values()) == stats.events_by_type
     assert any("events in the last" in line for line in lines)
     assert "done after" in lines[-1]
 
 
-def test_shell_status_is_retained_and_sentinel_goes_offline(
-    mosquitto, tenant: str, homes: tuple[SimHome, ...]
-) -> None:  # type: ignore[no-untyped-def]
+def test_shell_status_is_retained_and_sentinel_goes_offline(mosquitto, tenant: str, homes: tuple[SimHome, ...]) -> None:  # type: ignore[no-untyped-def]
     sim_homes = with_tenant(homes[:1], tenant)
     stop = threading.Event()
     stop.set()  # one step, then stop
@@ -341,9 +330,7 @@ def test_shell_status_is_retained_and_sentinel_goes_offline(
         if wanted <= set(got):
             done.set()
 
-    client.on_connect = lambda c, *_: c.subscribe(
-        f"{contract.PREFIX}/{tenant}/devices/+/status", qos=1
-    )
+    client.on_connect = lambda c, *_: c.subscribe(f"{contract.PREFIX}/{tenant}/devices/+/status", qos=1)
     client.on_message = on_message
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()

@@ -66,9 +66,7 @@ def build_homes(homes_doc: dict[str, Any], catalog_doc: dict[str, Any]) -> tuple
         events = tuple(str(e) for e in spec.get("events") or ())
         unknown = [e for e in events if e not in contract.TYPE_ID]
         if unknown:
-            raise ValueError(
-                f"catalogue kind {kind!r} lists event types outside contract v1: {unknown}"
-            )
+            raise ValueError(f"catalogue kind {kind!r} lists event types outside contract v1: {unknown}")
         every = spec.get("heartbeat_every")
         kinds[str(kind)] = (
             events,
@@ -81,9 +79,7 @@ def build_homes(homes_doc: dict[str, Any], catalog_doc: dict[str, Any]) -> tuple
             for dev in home.get("devices") or []:
                 kind = str(dev["kind"])
                 if kind not in kinds:
-                    raise ValueError(
-                        f"device {tenant}/{dev['id']} has kind {kind!r}, which the catalogue lacks"
-                    )
+                    raise ValueError(f"device {tenant}/{dev['id']} has kind {kind!r}, which the catalogue lacks")
                 events, every = kinds[kind]
                 devices.append(SimDevice(str(dev["id"]), kind, events, every))
             homes.append(SimHome(str(tenant), str(home["id"]), tuple(devices)))
@@ -100,9 +96,7 @@ def load_homes(
     `limit` keeps the first N homes of the file.
     """
     homes_file = Path(homes_path) if homes_path is not None else default_homes_path()
-    catalog_file = (
-        Path(catalog_path) if catalog_path is not None else homes_file.with_name("catalog.yaml")
-    )
+    catalog_file = Path(catalog_path) if catalog_path is not None else homes_file.with_name("catalog.yaml")
     homes = build_homes(
         yaml.safe_load(homes_file.read_text(encoding="utf-8")) or {},
         yaml.safe_load(catalog_file.read_text(encoding="utf-8")) or {},

@@ -177,9 +177,7 @@ def run_simulator(
     connect_props = Properties(PacketTypes.CONNECT)
     connect_props.SessionExpiryInterval = 0
     try:
-        client.connect(
-            address.host, address.port, keepalive=30, clean_start=True, properties=connect_props
-        )
+        client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=connect_props)
     except OSError as exc:
         raise ConnectionError(f"cannot reach the broker at {broker_url}: {exc}") from exc
     client.loop_start()
@@ -187,13 +185,9 @@ def run_simulator(
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not connected.wait(0.05):
             if refused:
-                raise ConnectionError(
-                    f"the broker at {broker_url} refused the connection: {refused[0]}"
-                )
+                raise ConnectionError(f"the broker at {broker_url} refused the connection: {refused[0]}")
             if time.monotonic() > deadline or stop.is_set():
-                raise ConnectionError(
-                    f"no CONNACK from {broker_url} within {CONNECT_TIMEOUT_S:.0f} s"
-                )
+                raise ConnectionError(f"no CONNACK from {broker_url} within {CONNECT_TIMEOUT_S:.0f} s")
 
         def publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
             info = client.publish(topic, payload, qos=qos, retain=retain)
@@ -231,8 +225,7 @@ def run_simulator(
             if now >= next_report:
                 say(
                     f"sim: {now - mono_start:6.1f} s, sim {format_ts(sim.sim_now)}, "
-                    f"{sum(window.values())} events in the last {report_every_s:g} s: "
-                    + _format_counts(window)
+                    f"{sum(window.values())} events in the last {report_every_s:g} s: " + _format_counts(window)
                 )
                 window.clear()
                 next_report += report_every_s
@@ -274,8 +267,7 @@ def run_simulator(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="responsecentre sim",
-        description="Simulate the demo homes' devices and publish their traffic over MQTT "
-        "(contract v1).",
+        description="Simulate the demo homes' devices and publish their traffic over MQTT (contract v1).",
     )
     parser.add_argument(
         "--homes",

@@ -119,9 +119,7 @@ class _Device:
         self.battery_at = 0
         # Most batteries last months; one in ten drains within hours to days, so a demo
         # shows low-battery alarms.
-        per_hour = (
-            self.rng.uniform(0.5, 2.5) if self.rng.random() < 0.1 else self.rng.uniform(0.005, 0.05)
-        )
+        per_hour = self.rng.uniform(0.5, 2.5) if self.rng.random() < 0.1 else self.rng.uniform(0.005, 0.05)
         self.drain_per_ms = per_hour / 3_600_000
         self.temp = self.rng.uniform(19.0, 23.0)
         self.temp_target = 21.0
@@ -176,9 +174,7 @@ class Simulator:
                     raise ValueError(f"device {home.tenant}/{spec.device_id} appears twice")
                 seen.add((home.tenant, spec.device_id))
                 indices.append(len(self._devices))
-                self._devices.append(
-                    _Device(home.tenant, home.home_id, spec, seed, first_event_number)
-                )
+                self._devices.append(_Device(home.tenant, home.home_id, spec, seed, first_event_number))
             self._home_devices.append(indices)
             self._home_rngs.append(random.Random(f"{seed}:home:{home.tenant}/{home.home_id}"))
         start = self.start_ms
@@ -190,13 +186,9 @@ class Simulator:
             if "device.heartbeat" in dev.spec.events and every > 0:
                 self._schedule(start + dev.rng.randrange(every), self._emit_heartbeat, i)
             if "device.battery" in dev.spec.events and self.battery_every_ms > 0:
-                self._schedule(
-                    start + dev.rng.randrange(self.battery_every_ms), self._emit_battery, i
-                )
+                self._schedule(start + dev.rng.randrange(self.battery_every_ms), self._emit_battery, i)
             if "temperature" in dev.spec.events and self.temperature_every_ms > 0:
-                self._schedule(
-                    start + dev.rng.randrange(self.temperature_every_ms), self._emit_temperature, i
-                )
+                self._schedule(start + dev.rng.randrange(self.temperature_every_ms), self._emit_temperature, i)
         if self.rate > 0:
             for h in range(len(self.homes)):
                 self._schedule(start + self._interarrival(h), self._incident, h)
@@ -228,9 +220,7 @@ class Simulator:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _schedule(
-        self, due: int, action: Callable[..., None], index: int, extra: Any = None
-    ) -> None:
+    def _schedule(self, due: int, action: Callable[..., None], index: int, extra: Any = None) -> None:
         self._seq += 1
         heapq.heappush(self._queue, (due, self._seq, action, index, extra))
 
@@ -299,9 +289,7 @@ class Simulator:
         self._event(due, dev, "temperature", round(dev.temp, 1))
         self._schedule(due + self.temperature_every_ms, self._emit_temperature, index)
 
-    def _emit_scripted(
-        self, due: int, index: int, step: tuple[str, float | None, dict[str, Any] | None]
-    ) -> None:
+    def _emit_scripted(self, due: int, index: int, step: tuple[str, float | None, dict[str, Any] | None]) -> None:
         type_, value, data = step
         self._event(due, self._devices[index], type_, value, data)
 

@@ -166,6 +166,11 @@ def create_app(ctx: AppContext) -> FastAPI:
         ctx.metrics.open_alarms.set(len(await desk.open_alarms()))
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/api/me", tags=["session"])
+    async def me(who: Principal = Depends(require(*ALL_ROLES))) -> dict[str, str | None]:
+        """Who is logged in, for the console's header."""
+        return {"username": who.username, "role": str(who.role), "staff_id": who.staff_id}
+
     # -- alarms ----------------------------------------------------------------------------
 
     @app.get("/api/alarms", tags=["alarms"])

@@ -368,17 +368,16 @@
   // Rendering the queue
   // ---------------------------------------------------------------------------------------
 
+  var COLUMNS = ["priority", "kind", "home", "zone", "state", "step", "waiting", "triggers", "actions"];
+
   function buildRow(id) {
-    var tr = el("tr", { className: "alarm", "data-alarm-id": id, tabindex: "-1" });
-    tr.appendChild(el("td", { className: "c-priority" }));
-    tr.appendChild(el("td", { className: "c-kind" }));
-    tr.appendChild(el("td", { className: "c-home" }));
-    tr.appendChild(el("td", { className: "c-zone" }));
-    tr.appendChild(el("td", { className: "c-state" }));
-    tr.appendChild(el("td", { className: "c-step" }));
-    tr.appendChild(el("td", { className: "c-waiting" }));
-    tr.appendChild(el("td", { className: "c-triggers" }));
-    tr.appendChild(el("td", { className: "c-actions" }));
+    // Explicit roles: at narrow widths (200 % zoom) CSS lays rows out as cards, and some
+    // browsers drop table semantics when a row's display changes.
+    var tr = el("tr", { className: "alarm", role: "row", "data-alarm-id": id, tabindex: "-1" });
+    for (var i = 0; i < COLUMNS.length; i++) {
+      // data-label: the column's name, shown above the value in the card layout.
+      tr.appendChild(el("td", { className: "c-" + COLUMNS[i], role: "cell", "data-label": t("col." + COLUMNS[i]) }));
+    }
     return tr;
   }
 
@@ -387,7 +386,7 @@
     tr.setAttribute("data-state", alarm.state);
     tr.setAttribute("data-priority", alarm.priority);
     tr.setAttribute("data-unhandled", alarm.unhandled ? "true" : "false");
-    tr.className = "alarm prio-" + alarm.priority + (alarm.unhandled ? " unhandled" : "") +
+    tr.className = "alarm" + (alarm.unhandled ? " unhandled" : "") +
       (alarm.id === selectedId ? " selected" : "") + (tr.classList.contains("fresh") ? " fresh" : "");
     tr.setAttribute("aria-selected", alarm.id === selectedId ? "true" : "false");
 
@@ -603,7 +602,7 @@
       return;
     }
     select(id, { focus: true });
-    openDetail(id, { focus: false });
+    openDetail(id, { focus: false, reveal: true });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -854,6 +853,9 @@
     $("layout").classList.add("with-detail");
     if (alarm) renderDetailFields(alarm);
     if (opts && opts.focus) $("detail-title").focus();
+    else if (opts && opts.reveal && window.matchMedia("(max-width: 62em)").matches) {
+      panel.scrollIntoView({ block: "start" }); // one column: the panel is below the queue
+    }
     fetchDetail(id);
   }
 
