@@ -101,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sim-homes", type=int, default=20)
     demo.set_defaults(fn=cmd_demo)
 
-    sim = sub.add_parser("sim", help="device simulator (see `responsecentre sim --help`)", add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
-    sim.set_defaults(fn=lambda a: __import__("responsecentre.sim.mqtt", fromlist=["main"]).main(a.rest) or 0)
+    sub.add_parser("sim", help="device simulator (see `responsecentre sim --help`)", add_help=False)
 
     rules = sub.add_parser("rules", help="rule packs")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
@@ -124,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:  # the simulator owns its flags (argparse REMAINDER can't pass them)
+        from responsecentre.sim.mqtt import main as sim_main
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -109,7 +109,7 @@ responsecentre demo is running. Open these (Ctrl-C stops everything):
 
   publish an event by hand:
     mosquitto_pub -h 127.0.0.1 -p {settings.mqtt.port} -q 1 -t rc/v1/vestby/devices/h01-btn/events \\
-      -m '{{"id": "manual-1", "type": "alarm.button", "ts": '$(date +%s%3N)'}}'
+      -m '{{"id": "manual-'$(date +%s%N)'", "type": "alarm.button", "ts": '$(date +%s%3N)'}}'
 """,
             flush=True,
         )
