@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.alarms.model import Trigger
@@ -57,6 +58,9 @@ class RuleProcessor:
         self.cursor: dict[str, str] = {t: "0-0" for t in directory.tenants}
         self.caught_up = asyncio.Event()  # set once the backlog is replayed (readyz)
         self._last_snapshot = 0.0
+        # The last snapshot in memory too: after a Redis error mid-batch the engine rolls
+        # back to it and replays, exactly as after a restart.
+        self._rollback: tuple[bytes, dict[str, str]] = (engine.snapshot(), dict(self.cursor))
 
     async def restore(self) -> bool:
         raw = await self.redis.hgetall(self.keys.engine_snapshot())
@@ -73,21 +77,39 @@ class RuleProcessor:
         return True
 
     async def snapshot(self) -> None:
+        state, cursor = self.engine.snapshot(), dict(self.cursor)
+        self._rollback = (state, cursor)
         await self.redis.hset(
             self.keys.engine_snapshot(),
-            mapping={"state": self.engine.snapshot(), "cursor": msgspec.json.encode(self.cursor), "ts": int(time.time() * 1000)},
+            mapping={"state": state, "cursor": msgspec.json.encode(cursor), "ts": int(time.time() * 1000)},
         )
         self._last_snapshot = time.monotonic()
 
     async def run(self) -> None:
-        await self.restore()
         while True:
-            n = await self.step(block_ms=self.settings.sweep_ms)
-            if n < self.settings.batch_max:
-                self.caught_up.set()
-                await self.sweep(int(time.time() * 1000))
-            if time.monotonic() - self._last_snapshot >= self.settings.snapshot_s:
-                await self.snapshot()
+            try:
+                await self.restore()
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("rules: redis unavailable at start (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        self._rollback = (self.engine.snapshot(), dict(self.cursor))
+        while True:
+            try:
+                n = await self.step(block_ms=self.settings.sweep_ms)
+                if n < self.settings.batch_max:
+                    self.caught_up.set()
+                    await self.sweep(int(time.time() * 1000))
+                if time.monotonic() - self._last_snapshot >= self.settings.snapshot_s:
+                    await self.snapshot()
+            except (RedisError, OSError) as exc:
+                # Part of a batch may have been applied: roll the engine back to the last
+                # snapshot and replay from its cursor; the desk applies each cause once.
+                log.warning("rules: redis unavailable (%s); rolling back to the last snapshot", exc)
+                state, cursor = self._rollback
+                self.engine.restore(state)
+                self.cursor = dict(cursor)
+                await asyncio.sleep(0.5)
 
     async def step(self, block_ms: int | None = None) -> int:
         """Read and process one micro-batch; returns the number of log entries read."""

@@ -137,6 +137,9 @@ class Mosquitto(ServerProcess):
                     "log_type error",
                     "log_type warning",
                     "log_type notice",
+                    # As root, mosquitto would switch to user `mosquitto`, which cannot write
+                    # the persistence file in our directory: sessions would not survive.
+                    *(["user root"] if os.geteuid() == 0 else []),
                     "",
                 ]
             )

@@ -39,15 +39,14 @@ def tenant() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def redis_url(redis_server: Redis) -> str:
-    """The test Redis, emptied: every test starts from no keys."""
+async def seed(url: str) -> None:
+    """Empty the database and create one user per role (password tests.service.PASSWORD)."""
     import redis.asyncio as aioredis
 
     from responsecentre.web.auth import Users
     from tests.service import PASSWORD
 
-    client = aioredis.Redis.from_url(redis_server.url)
+    client = aioredis.Redis.from_url(url)
     try:
         await client.flushdb()
         users = Users(client)
@@ -55,6 +54,12 @@ async def redis_url(redis_server: Redis) -> str:
             await users.add(name, PASSWORD, role, "n1" if role == "nurse" else None)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_url(redis_server: Redis) -> str:
+    """The test Redis, emptied: every test starts from no keys."""
+    await seed(redis_server.url)
     return redis_server.url
 
 

@@ -236,10 +236,8 @@ def test_timeline(case: Case, engine_cls: type[AnyEngine]) -> None:
     pack = make_pack(case.rules)
     engine = engine_cls(pack, DEVICE_HOME)
     for number, (step, expected) in enumerate(case.steps):
-        if isinstance(step, int):
-            triggers = engine.sweep(step)
-        else:
-            triggers = engine.process(EventBatch.of(step))
+        is_sweep = isinstance(step, int)
+        triggers = engine.sweep(step) if is_sweep else engine.process(EventBatch.of(step))
         check_dtypes(triggers)
         assert named(pack, triggers) == expected, f"step {number}"
 

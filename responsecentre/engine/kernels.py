@@ -101,7 +101,7 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
                 if (unless_mask[r] & bit) != 0 and due[s] != NO_DUE:
                     due[s] = NO_DUE
                 # c: a trigger arms an idle slot (a pending one keeps its clock).
-                if (when_mask[r] & bit) != 0:
+                if (when_mask[r] & bit) != 0 and due[s] == NO_DUE:
                     due[s] = now + within_ms[r]
                     origin[s] = seq[i]
             elif rule_kind == KIND_MATCH or (

@@ -1,0 +1,84 @@
+"""Faults: Redis and the broker restarted under a running service; nothing is lost.
+
+Each test has its own mosquitto and redis-server, so stopping them touches no other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import seed
+from tests.servers import Mosquitto, Redis
+from tests.service import Api, Publisher, ServiceProcess
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Redis]:
+    server = Redis(workdir=tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = Mosquitto(workdir=tmp_path / "mosquitto")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def homes_with(kind: str, home: str):  # noqa: ANN201
+    return lambda alarms: [a for a in alarms if a["kind"] == kind and a["home_id"] == home]
+
+
+async def test_an_event_sent_while_redis_is_down_is_held_by_the_broker_and_raises_its_alarm(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
+) -> None:
+    await seed(own_redis.url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
+    svc.start()
+    api = Api(svc.base_url)
+    try:
+        publisher.event(tenant, "h1-btn", "r-1", "alarm.button")
+        await api.wait_for(homes_with("assistance", "h1"), timeout=5)
+        own_redis.stop()
+        publisher.event(tenant, "h2-btn", "r-2", "alarm.button")  # cannot be stored yet: not acked
+        await asyncio.sleep(1.5)
+        assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
+        own_redis.start()  # same port and directory: the append-only file brings the data back
+        alarms = await api.wait_for(lambda al: homes_with("assistance", "h2")(al), timeout=20)
+        assert homes_with("assistance", "h1")(alarms), "an alarm stored before the restart was lost"
+        assert (await api.client.get("/readyz")).status_code == 200
+    finally:
+        await api.close()
+        svc.stop()
+
+
+async def test_a_broker_restart_is_survived(
+    tmp_path: Path, tenant: str, own_mosquitto: Mosquitto, redis_url: str
+) -> None:
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=own_mosquitto.url, redis_url=redis_url)
+    svc.start()
+    api = Api(svc.base_url)
+    try:
+        own_mosquitto.restart()
+        publisher = Publisher(own_mosquitto.host, own_mosquitto.port)
+        try:
+            publisher.event(tenant, "h3-btn", "b-1", "alarm.button")
+            await api.wait_for(homes_with("assistance", "h3"), timeout=20)
+        finally:
+            publisher.close()
+        metrics = (await api.client.get("/metrics")).text
+        assert "responsecentre_mqtt_connected 1.0" in metrics
+    finally:
+        await api.close()
+        svc.stop()
