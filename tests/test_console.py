@@ -94,3 +94,13 @@ async def test_without_a_login_there_is_no_console_and_no_api(browser: Browser, 
     assert response is not None and response.status == 401
     await page.goto(f"{service.base_url}/console")
     await expect(page).to_have_url(f"{service.base_url}/login?next=/console")
+
+
+async def test_the_api_docs_render_from_local_assets_only(browser: Browser, service: ServiceProcess) -> None:
+    page = await browser.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(service.base_url) else None)
+    await page.goto(f"{service.base_url}/docs")
+    await expect(page.locator(".swagger-ui .information-container")).to_contain_text("Alarms from welfare technology")
+    await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert not [u for u in outside if not u.startswith("data:")], outside

@@ -17,10 +17,12 @@ import msgspec
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
+from swagger_ui_bundle import swagger_ui_path
 
 from responsecentre.alarms.desk import AlarmDesk, AlarmNotFound
 from responsecentre.alarms.model import CLOSING_CODES, TransitionError
@@ -79,12 +81,14 @@ def create_app(ctx: AppContext) -> FastAPI:
         title="responsecentre",
         version="0.1.0",
         description="Alarms from welfare technology, escalated until someone acts.",
-        docs_url="/docs",
+        docs_url=None,  # served below from local assets: the centre works offline
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.users = ctx.users
     app.state.sessions = Sessions(ctx.secret_key)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     desk = ctx.desk
 
     async def audit(principal: Principal, action: str, **detail: str) -> None:
@@ -138,6 +142,16 @@ def create_app(ctx: AppContext) -> FastAPI:
         if principal is None:
             return RedirectResponse("/login?next=/console", status_code=303)
         return FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="responsecentre API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     # -- health ----------------------------------------------------------------------------
 
