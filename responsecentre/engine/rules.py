@@ -17,7 +17,7 @@ import difflib
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
@@ -132,7 +132,7 @@ class RulePack:
     """An ordered set of rules; a rule's index in `rules` is its id in the engine's output."""
 
     rules: tuple[Rule, ...] = ()
-    source: str = "<string>"
+    source: str = field(default="<string>", compare=False)  # file name, for messages
 
     def index(self, name: str) -> int:
         """The engine's id of the rule called `name` (KeyError if there is none)."""

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
@@ -267,7 +267,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             "home_id": home_id,
             "zone": home.zone,
             "devices": list(home.device_ids),
-            "resident": msgspec.structs.asdict(home.resident),
+            "resident": dataclasses.asdict(home.resident),
         }
 
     # -- live feed ---------------------------------------------------------------------------
@@ -305,9 +305,8 @@ def create_app(ctx: AppContext) -> FastAPI:
                 for _, entries in reply or []:
                     for entry_id, fields in entries:
                         position = entry_id.decode()
-                        await websocket.send_text(
-                            '{"type":"alarm","position":"%s","alarm":%s}' % (position, fields[b"alarm"].decode())
-                        )
+                        alarm_json = fields[b"alarm"].decode()
+                        await websocket.send_text(f'{{"type":"alarm","position":"{position}","alarm":{alarm_json}}}')
         except (WebSocketDisconnect, RuntimeError, RedisError, OSError):
             pass
         finally:
