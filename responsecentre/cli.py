@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -28,10 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from responsecentre.service import Service
 
     service = Service(_settings(args))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(service.run())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -123,11 +123,7 @@ EVENTS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/events"
 
 
 def _valid_token(token: str) -> bool:
-    return (
-        0 < len(token) <= MAX_TOKEN_LENGTH
-        and token.isascii()
-        and all(c.isalnum() or c in "-_." for c in token)
-    )
+    return 0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii() and all(c.isalnum() or c in "-_." for c in token)
 
 
 def parse_events_topic(topic: str) -> EventTopic:
@@ -140,7 +136,9 @@ def parse_events_topic(topic: str) -> EventTopic:
         or not _valid_token(parts[2])
         or not _valid_token(parts[4])
     ):
-        raise Rejected(RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/devices/{{device_id}}/events")
+        raise Rejected(
+            RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/devices/{{device_id}}/events"
+        )
     return EventTopic(parts[2], parts[4])
 
 
@@ -176,7 +174,9 @@ def decode_event(topic: str, payload: bytes) -> Event:
     except msgspec.DecodeError as exc:
         raise Rejected(RejectReason.MALFORMED_JSON, str(exc)) from None
     if isinstance(body.id, bool) or body.id == "" or len(str(body.id)) > MAX_ID_LENGTH:
-        raise Rejected(RejectReason.SCHEMA, f"id must be a non-empty string or integer of at most {MAX_ID_LENGTH} characters")
+        raise Rejected(
+            RejectReason.SCHEMA, f"id must be a non-empty string or integer of at most {MAX_ID_LENGTH} characters"
+        )
     if body.type not in TYPE_ID:
         raise Rejected(RejectReason.UNKNOWN_TYPE, f"type {body.type[:60]!r} is not an event type of contract v1")
     value: float | None = None

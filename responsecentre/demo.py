@@ -88,8 +88,20 @@ def run_demo(settings: Settings, data_dir: Path, homes: int = 20) -> int:
         print("responsecentre: loading the rule engine (the first start compiles the kernels) ...", flush=True)
         service = Service(settings)
         sim = subprocess.Popen(
-            [sys.executable, "-m", "responsecentre", "sim", "--homes", str(homes), "--broker", settings.mqtt_url,
-             "--homes-file", str(settings.homes_path), "--rate", "10"],
+            [
+                sys.executable,
+                "-m",
+                "responsecentre",
+                "sim",
+                "--homes",
+                str(homes),
+                "--broker",
+                settings.mqtt_url,
+                "--homes-file",
+                str(settings.homes_path),
+                "--rate",
+                "10",
+            ],
             start_new_session=True,
         )
         base = f"http://{settings.http_host}:{port}"

@@ -17,7 +17,10 @@ class Metrics:
             "responsecentre_events_stored_total", "Events written to the durable event log", ["tenant"], registry=r
         )
         self.events_duplicate = Counter(
-            "responsecentre_events_duplicate_total", "Redelivered events recognised by (device, id)", ["tenant"], registry=r
+            "responsecentre_events_duplicate_total",
+            "Redelivered events recognised by (device, id)",
+            ["tenant"],
+            registry=r,
         )
         self.events_rejected = Counter(
             "responsecentre_events_rejected_total", "Messages dead-lettered, by reason", ["reason"], registry=r
@@ -38,27 +41,40 @@ class Metrics:
             "responsecentre_escalation_steps_total", "Chain steps entered", ["chain", "step"], registry=r
         )
         self.unhandled = Counter(
-            "responsecentre_alarms_unhandled_total", "Alarms whose chain was exhausted without an ack", ["kind"], registry=r
+            "responsecentre_alarms_unhandled_total",
+            "Alarms whose chain was exhausted without an ack",
+            ["kind"],
+            registry=r,
         )
         self.notifications = Counter(
-            "responsecentre_notifications_total", "Notifications delivered, by channel and outcome",
-            ["channel", "outcome"], registry=r,
+            "responsecentre_notifications_total",
+            "Notifications delivered, by channel and outcome",
+            ["channel", "outcome"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
-            "responsecentre_engine_batch_seconds", "Rule-engine time per micro-batch",
-            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5), registry=r,
+            "responsecentre_engine_batch_seconds",
+            "Rule-engine time per micro-batch",
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5),
+            registry=r,
         )
         self.batch_size = Histogram(
-            "responsecentre_engine_batch_events", "Events per micro-batch",
-            buckets=(1, 10, 100, 1000, 10000), registry=r,
+            "responsecentre_engine_batch_events",
+            "Events per micro-batch",
+            buckets=(1, 10, 100, 1000, 10000),
+            registry=r,
         )
         self.event_to_alarm_seconds = Histogram(
-            "responsecentre_event_to_alarm_seconds", "Receive time of an event to its alarm being stored",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=r,
+            "responsecentre_event_to_alarm_seconds",
+            "Receive time of an event to its alarm being stored",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
         )
         self.open_alarms = Gauge("responsecentre_alarms_open", "Open alarms", registry=r)
         self.mqtt_connected = Gauge("responsecentre_mqtt_connected", "1 while the ingest is connected", registry=r)
         self.timer_lateness = Histogram(
-            "responsecentre_timer_lateness_seconds", "How late an escalation timer fired",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300), registry=r,
+            "responsecentre_timer_lateness_seconds",
+            "How late an escalation timer fired",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300),
+            registry=r,
         )

@@ -158,14 +158,22 @@ class Redis(ServerProcess):
     def argv(self) -> list[str]:
         return [
             find_binary("redis-server"),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.workdir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--protected-mode", "yes",
-            "--logfile", "",
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            "",
         ]
 
     def ready(self) -> bool:

@@ -142,4 +142,3 @@ class Service:
             raise
         # uvicorn returned by itself (it could not bind, say): stop the whole service.
         raise RuntimeError(f"HTTP server on {self.settings.http_host}:{self.settings.http_port} stopped")
-

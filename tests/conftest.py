@@ -64,9 +64,7 @@ async def redis_url(redis_server: Redis) -> str:
 
 
 @pytest.fixture
-def service(
-    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str
-) -> Iterator[ServiceProcess]:
+def service(tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str) -> Iterator[ServiceProcess]:
     svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "service", mqtt_url=mosquitto.url, redis_url=redis_url)
     svc.start()
     try:

@@ -135,10 +135,24 @@ class ServiceProcess:
             NUMBA_CACHE_DIR=str(ROOT / ".cache" / "numba"),
         )
         argv = [
-            sys.executable, "-m", "responsecentre", "run",
-            "--broker", self.mqtt_url, "--redis", self.redis_url, "--port", str(self.port),
-            "--rules", str(self.workdir / "rules.yaml"), "--chains", str(self.workdir / "chains.yaml"),
-            "--homes", str(self.workdir / "homes.yaml"), "--staff", str(self.workdir / "staff.yaml"),
+            sys.executable,
+            "-m",
+            "responsecentre",
+            "run",
+            "--broker",
+            self.mqtt_url,
+            "--redis",
+            self.redis_url,
+            "--port",
+            str(self.port),
+            "--rules",
+            str(self.workdir / "rules.yaml"),
+            "--chains",
+            str(self.workdir / "chains.yaml"),
+            "--homes",
+            str(self.workdir / "homes.yaml"),
+            "--staff",
+            str(self.workdir / "staff.yaml"),
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -184,8 +198,11 @@ class Publisher:
     """A device-side MQTT client (QoS 1, waits for the broker's PUBACK)."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"dev-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"dev-{uuid.uuid4().hex[:8]}",
+        )
         self.client.connect(host, port)
         self.client.loop_start()
 
@@ -193,8 +210,9 @@ class Publisher:
         info = self.client.publish(topic, payload, qos=1)
         info.wait_for_publish(10)
 
-    def event(self, tenant: str, device: str, event_id: str, type_: str, value: float | None = None,
-              ts_ms: int | None = None) -> None:
+    def event(
+        self, tenant: str, device: str, event_id: str, type_: str, value: float | None = None, ts_ms: int | None = None
+    ) -> None:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
         self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
 

@@ -25,7 +25,7 @@ def trigger(priority: str = "high", cause: str = "c1") -> Trigger:
 
 
 def test_raise_notifies_step_one_and_records_who_and_why() -> None:
-    alarm, entries, actions = raise_alarm("A1", "t", trigger(), CHAIN, 5_000)
+    alarm, entries, _actions = raise_alarm("A1", "t", trigger(), CHAIN, 5_000)
     assert alarm.state == AlarmState.RAISED and alarm.escalation.due_ms == 65_000
     assert [e.what for e in entries] == ["raised", "notified"]
     assert entries[0].by == "rule-a" and entries[0].detail["device"] == "h1-fall"
@@ -85,5 +85,5 @@ def test_unacked_chain_ends_unhandled_and_sorts_first() -> None:
 
 def test_acked_alarm_ignores_its_old_timer() -> None:
     alarm, _, _ = raise_alarm("A1", "t", trigger(), CHAIN, 0)
-    alarm, _, actions = acknowledge(alarm, "op", 30_000)
+    alarm, _, _actions = acknowledge(alarm, "op", 30_000)
     assert timeout(alarm, 0, 0, 60_000) == (alarm, [], [])

@@ -15,8 +15,13 @@ from tests.service import PASSWORD, Publisher, ServiceProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 SHOTS = Path(os.environ.get("RC_SCREENSHOTS", "")) if os.environ.get("RC_SCREENSHOTS") else None
 

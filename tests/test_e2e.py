@@ -27,8 +27,11 @@ class Listener:
 
     def __init__(self, mosquitto: Mosquitto, *topics: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"listen-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"listen-{uuid.uuid4().hex[:8]}",
+        )
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
         self.client.connect(mosquitto.host, mosquitto.port)
         for t in topics:
@@ -82,7 +85,9 @@ async def test_fall_escalates_then_ack_stops_it_and_resolve_closes_it(
         listener.close()
 
 
-async def test_exhausted_chain_marks_the_alarm_unhandled(service: ServiceProcess, api: Api, publisher: Publisher, tenant: str) -> None:
+async def test_exhausted_chain_marks_the_alarm_unhandled(
+    service: ServiceProcess, api: Api, publisher: Publisher, tenant: str
+) -> None:
     publisher.event(tenant, "h2-btn", "b-1", "alarm.button")
     (alarm,) = of_kind("assistance")(await api.wait_for(of_kind("assistance"), timeout=5))
     alarms = await api.wait_for(lambda al: any(a["unhandled"] for a in al), timeout=8)
@@ -91,7 +96,9 @@ async def test_exhausted_chain_marks_the_alarm_unhandled(service: ServiceProcess
     assert timeline.count("escalated") == 1 and timeline[-1] == "unhandled"
 
 
-async def test_a_cancelled_fall_raises_nothing(service: ServiceProcess, api: Api, publisher: Publisher, tenant: str) -> None:
+async def test_a_cancelled_fall_raises_nothing(
+    service: ServiceProcess, api: Api, publisher: Publisher, tenant: str
+) -> None:
     publisher.event(tenant, "h1-fall", "f-2", "fall.detected")
     publisher.event(tenant, "h1-fall", "f-3", "fall.cancelled")
     publisher.event(tenant, "h3-btn", "b-9", "alarm.button")  # a marker that processing has moved on
@@ -149,11 +156,20 @@ async def test_bad_input_is_dead_lettered_and_the_next_good_event_is_processed(
 async def test_sigkill_mid_chain_resumes_at_the_right_step_and_time(
     tmp_path, tenant: str, mosquitto: Mosquitto, redis_url: str, publisher: Publisher
 ) -> None:
-    chains = {"chains": {"urgent": {"repeat": 0, "steps": [
-        {"targets": ["console"], "channels": ["console"], "ack_within": "6s"},
-        {"targets": ["console", {"role": "nurse"}], "channels": ["console", "mqtt"], "ack_within": "3s"},
-    ]}}}
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=redis_url, chains=chains)
+    chains = {
+        "chains": {
+            "urgent": {
+                "repeat": 0,
+                "steps": [
+                    {"targets": ["console"], "channels": ["console"], "ack_within": "6s"},
+                    {"targets": ["console", {"role": "nurse"}], "channels": ["console", "mqtt"], "ack_within": "3s"},
+                ],
+            }
+        }
+    }
+    svc = ServiceProcess(
+        tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=redis_url, chains=chains
+    )
     svc.start()
     api = Api(svc.base_url)
     try:

@@ -73,17 +73,22 @@ class World:
 def worlds(draw: st.DrawFn) -> World:
     pack = draw(packs())
     n_devices = draw(st.integers(1, 5))
-    device_home = np.array(draw(st.lists(st.integers(0, 3), min_size=n_devices,
-                                         max_size=n_devices)), np.int32)
+    device_home = np.array(draw(st.lists(st.integers(0, 3), min_size=n_devices, max_size=n_devices)), np.int32)
     initial = draw(st.integers(1, n_devices))
     # An explicit length: left alone, hypothesis's lists are mostly two or three long.
     n_events = draw(st.integers(1, 80))
-    rows = draw(st.lists(
-        st.tuples(st.sampled_from((*TYPES, "bed.exit")), st.integers(0, n_devices - 1),
-                  st.integers(-4, 12), st.sampled_from(VALUES)),
-        min_size=n_events,
-        max_size=n_events,
-    ))
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from((*TYPES, "bed.exit")),
+                st.integers(0, n_devices - 1),
+                st.integers(-4, 12),
+                st.sampled_from(VALUES),
+            ),
+            min_size=n_events,
+            max_size=n_events,
+        )
+    )
     # Time mostly moves forward in small steps; a step of 0 is a duplicate timestamp and
     # a negative step an out-of-order event. seq is unique but not the position, so an
     # origin/event mix-up would show.
@@ -92,15 +97,17 @@ def worlds(draw: st.DrawFn) -> World:
     for i, (type_, device, step, value) in enumerate(rows):
         ts = max(0, ts + step)
         events.append((type_, device, ts, value, 1000 + 7 * i))
-    script = draw(st.lists(
-        st.one_of(
-            st.tuples(st.just("batch"), st.integers(0, 15)),
-            st.tuples(st.just("sweep"), st.integers(-10, 200)),
-            st.tuples(st.just("swap"), st.just(0)),
-            st.tuples(st.just("grow"), st.integers(1, 3)),
-        ),
-        max_size=20,
-    ))
+    script = draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("batch"), st.integers(0, 15)),
+                st.tuples(st.just("sweep"), st.integers(-10, 200)),
+                st.tuples(st.just("swap"), st.just(0)),
+                st.tuples(st.just("grow"), st.integers(1, 3)),
+            ),
+            max_size=20,
+        )
+    )
     return World(pack, device_home, initial, events, script)
 
 

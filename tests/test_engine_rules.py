@@ -98,11 +98,19 @@ def test_three_kinds() -> None:
     )
     a, b, c = parse_rules(text).rules
     assert (a.kind, a.when, a.op, a.threshold, a.unless, a.within_ms) == (
-        RuleKind.MATCH, ("alarm.button",), None, None, (), 0,
+        RuleKind.MATCH,
+        ("alarm.button",),
+        None,
+        None,
+        (),
+        0,
     )
     assert (b.kind, b.op, b.threshold) == (RuleKind.THRESHOLD, Op.GE, 90.5)
     assert (c.kind, c.unless, c.within_ms, c.scope) == (
-        RuleKind.NOT_FOLLOWED, ("fall.cancelled", "alarm.cancel"), 120_000, "home",
+        RuleKind.NOT_FOLLOWED,
+        ("fall.cancelled", "alarm.cancel"),
+        120_000,
+        "home",
     )
     assert (c.alarm, c.priority, c.chain) == ("fall", Priority.CRITICAL, "urgent")
     assert [r.line for r in (a, b, c)] == [3, 6, 10]
@@ -125,7 +133,10 @@ def test_empty_rule_list_is_a_valid_pack() -> None:
 def test_priority_rank_orders_the_queue() -> None:
     assert [p.rank for p in Priority] == [0, 1, 2, 3]
     assert sorted(["low", "critical", "medium", "high"], key=lambda p: Priority(p).rank) == [
-        "critical", "high", "medium", "low",
+        "critical",
+        "high",
+        "medium",
+        "low",
     ]
     assert Priority.CRITICAL == "critical"
 
@@ -143,8 +154,7 @@ def test_rules_are_frozen() -> None:
     ("when", "expected"),
     [
         ("door.*", ("door.opened", "door.closed")),
-        ("medication.*", ("medication.due", "medication.taken", "medication.missed",
-                          "medication.empty")),
+        ("medication.*", ("medication.due", "medication.taken", "medication.missed", "medication.empty")),
         ("[door.closed, door.*]", ("door.closed", "door.opened")),
         ("[bed.*, motion.detected, bed.exit]", ("bed.exit", "bed.enter", "motion.detected")),
         ("[alarm.button, alarm.button]", ("alarm.button",)),
@@ -243,66 +253,138 @@ ERRORS = [
     ("version: 1\nrules: []\nextra: 1\n", 3, "unknown key 'extra' in the rule pack"),
     ("version: 1\nrules: {a: 1}\n", 2, "rules must be a list"),
     ("version: 1\nrules: []\nversion: 1\n", 3, "duplicate key 'version'"),
-    (GOOD + "  - name: ok\n    when: alarm.cancel\n    " + RAISE + "\n", 6,
-     "duplicate rule name 'ok' (first at line 3)"),
+    (
+        GOOD + "  - name: ok\n    when: alarm.cancel\n    " + RAISE + "\n",
+        6,
+        "duplicate rule name 'ok' (first at line 3)",
+    ),
     (GOOD + "  - when: alarm.cancel\n    " + RAISE + "\n", 6, "missing the key 'name'"),
     (GOOD + "  - name: b\n    " + RAISE + "\n", 6, "missing the key 'when'"),
     (GOOD + "  - name: b\n    when: alarm.cancel\n", 6, "missing the key 'raise'"),
-    (GOOD + "  - name: Bad_Name\n    when: alarm.cancel\n    " + RAISE + "\n", 6,
-     "rule name 'Bad_Name' may only contain"),
+    (
+        GOOD + "  - name: Bad_Name\n    when: alarm.cancel\n    " + RAISE + "\n",
+        6,
+        "rule name 'Bad_Name' may only contain",
+    ),
     (GOOD + "  - name: -x\n    when: alarm.cancel\n    " + RAISE + "\n", 6, "rule name '-x'"),
-    (GOOD + "  - name: 12\n    when: alarm.cancel\n    " + RAISE + "\n", 6,
-     "rule name must be a string"),
-    (GOOD + "  - name: b\n    when: fall.detectd\n    " + RAISE + "\n", 7,
-     "unknown event type 'fall.detectd' (did you mean 'fall.detected'?)"),
-    (GOOD + "  - name: b\n    when:\n      - alarm.button\n      - dor.opened\n    " + RAISE + "\n",
-     9, "unknown event type 'dor.opened'"),
+    (GOOD + "  - name: 12\n    when: alarm.cancel\n    " + RAISE + "\n", 6, "rule name must be a string"),
+    (
+        GOOD + "  - name: b\n    when: fall.detectd\n    " + RAISE + "\n",
+        7,
+        "unknown event type 'fall.detectd' (did you mean 'fall.detected'?)",
+    ),
+    (
+        GOOD + "  - name: b\n    when:\n      - alarm.button\n      - dor.opened\n    " + RAISE + "\n",
+        9,
+        "unknown event type 'dor.opened'",
+    ),
     (GOOD + "  - name: b\n    when: windo.*\n    " + RAISE + "\n", 7, "unknown event family 'windo.*'"),
     (GOOD + "  - name: b\n    when: []\n    " + RAISE + "\n", 7, "must name at least one event type"),
     (GOOD + "  - name: b\n    when: {a: 1}\n    " + RAISE + "\n", 7, "when (an event type) must be a"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    unles: 3\n    " + RAISE + "\n", 8,
-     "unknown key 'unles' in a rule (did you mean 'unless'?)"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: urgent, chain: c}\n", 8,
-     "unknown priority 'urgent'"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    raise:\n      kind: Fall Alarm\n"
-     "      priority: high\n      chain: c\n", 9, "alarm kind 'Fall Alarm' may only contain"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    raise:\n      kind: k\n"
-     "      priority: high\n      chain: c.d\n", 11, "chain 'c.d' may only contain"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: high}\n", 8,
-     "raise is missing the key 'chain'"),
-    (GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: high, chain: c, "
-     "colour: red}\n", 8, "unknown key 'colour' in raise"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {below: cold}\n    " + RAISE + "\n", 8,
-     "below must be a finite number"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {below: true}\n    " + RAISE + "\n", 8,
-     "below must be a finite number"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {below: .nan}\n    " + RAISE + "\n", 8,
-     "below must be a finite number"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {below: 1, above: 0}\n    " + RAISE + "\n",
-     8, "exactly one of"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {}\n    " + RAISE + "\n", 8,
-     "exactly one of"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: {under: 1}\n    " + RAISE + "\n", 8,
-     "unknown key 'under' in value"),
-    (GOOD + "  - name: b\n    when: temperature\n    value: 10\n    " + RAISE + "\n", 8,
-     "value must be a mapping"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    value: {below: 1}\n"
-     "    unless: {followed_by: fall.cancelled, within: 1s}\n    " + RAISE + "\n", 9,
-     "either 'value' or 'unless'"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled}\n    "
-     + RAISE + "\n", 8, "unless is missing the key 'within'"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelled\n"
-     "      within: 0s\n    " + RAISE + "\n", 10, "must be greater than zero"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelld\n"
-     "      within: 1m\n    " + RAISE + "\n", 9, "unknown event type 'fall.cancelld'"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelled\n"
-     "      within: soon\n    " + RAISE + "\n", 10, "duration 'soon' is not a number"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled, "
-     "within: 1s}\n    scope: flat\n    " + RAISE + "\n", 9, "scope must be 'device' or 'home'"),
-    (GOOD + "  - name: b\n    when: fall.detected\n    scope: home\n    " + RAISE + "\n", 8,
-     "'scope' applies only to rules with 'unless'"),
-    (GOOD + "  - name: b\n    name: c\n    when: alarm.button\n    " + RAISE + "\n", 7,
-     "duplicate key 'name' in a rule (first at line 6)"),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    unles: 3\n    " + RAISE + "\n",
+        8,
+        "unknown key 'unles' in a rule (did you mean 'unless'?)",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: urgent, chain: c}\n",
+        8,
+        "unknown priority 'urgent'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    raise:\n      kind: Fall Alarm\n"
+        "      priority: high\n      chain: c\n",
+        9,
+        "alarm kind 'Fall Alarm' may only contain",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    raise:\n      kind: k\n"
+        "      priority: high\n      chain: c.d\n",
+        11,
+        "chain 'c.d' may only contain",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: high}\n",
+        8,
+        "raise is missing the key 'chain'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    raise: {kind: k, priority: high, chain: c, colour: red}\n",
+        8,
+        "unknown key 'colour' in raise",
+    ),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {below: cold}\n    " + RAISE + "\n",
+        8,
+        "below must be a finite number",
+    ),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {below: true}\n    " + RAISE + "\n",
+        8,
+        "below must be a finite number",
+    ),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {below: .nan}\n    " + RAISE + "\n",
+        8,
+        "below must be a finite number",
+    ),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {below: 1, above: 0}\n    " + RAISE + "\n",
+        8,
+        "exactly one of",
+    ),
+    (GOOD + "  - name: b\n    when: temperature\n    value: {}\n    " + RAISE + "\n", 8, "exactly one of"),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {under: 1}\n    " + RAISE + "\n",
+        8,
+        "unknown key 'under' in value",
+    ),
+    (GOOD + "  - name: b\n    when: temperature\n    value: 10\n    " + RAISE + "\n", 8, "value must be a mapping"),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    value: {below: 1}\n"
+        "    unless: {followed_by: fall.cancelled, within: 1s}\n    " + RAISE + "\n",
+        9,
+        "either 'value' or 'unless'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled}\n    " + RAISE + "\n",
+        8,
+        "unless is missing the key 'within'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelled\n"
+        "      within: 0s\n    " + RAISE + "\n",
+        10,
+        "must be greater than zero",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelld\n"
+        "      within: 1m\n    " + RAISE + "\n",
+        9,
+        "unknown event type 'fall.cancelld'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless:\n      followed_by: fall.cancelled\n"
+        "      within: soon\n    " + RAISE + "\n",
+        10,
+        "duration 'soon' is not a number",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled, "
+        "within: 1s}\n    scope: flat\n    " + RAISE + "\n",
+        9,
+        "scope must be 'device' or 'home'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    scope: home\n    " + RAISE + "\n",
+        8,
+        "'scope' applies only to rules with 'unless'",
+    ),
+    (
+        GOOD + "  - name: b\n    name: c\n    when: alarm.button\n    " + RAISE + "\n",
+        7,
+        "duplicate key 'name' in a rule (first at line 6)",
+    ),
     (GOOD + "  - alarm.button\n", 6, "a rule must be a mapping"),
 ]
 

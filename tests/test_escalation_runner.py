@@ -85,7 +85,9 @@ def test_stop_unschedules_the_running_step_once() -> None:
     repeat=st.integers(0, 3),
     fires=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 4), st.integers(0, 2000)), max_size=40),
 )
-def test_every_step_is_entered_once_in_order_whatever_timers_fire(acks: list[int], repeat: int, fires: list[tuple[int, int, int]]) -> None:
+def test_every_step_is_entered_once_in_order_whatever_timers_fire(
+    acks: list[int], repeat: int, fires: list[tuple[int, int, int]]
+) -> None:
     """Random (possibly stale, duplicate or early) timer firings interleaved with the
     genuine ones: the steps entered are exactly 0..n-1 per round, in order."""
     c = chain(*acks, repeat=repeat)
@@ -108,7 +110,9 @@ def test_every_step_is_entered_once_in_order_whatever_timers_fire(acks: list[int
 
 
 def test_chains_yaml_parses_and_rejects_nonsense() -> None:
-    chains = parse_chains({"chains": {"x": {"steps": [{"targets": ["console", {"role": "nurse"}], "ack_within": "90s"}]}}})
+    chains = parse_chains(
+        {"chains": {"x": {"steps": [{"targets": ["console", {"role": "nurse"}], "ack_within": "90s"}]}}}
+    )
     assert chains["x"].steps[0].ack_within_ms == 90_000
     assert chains["x"].steps[0].targets[1] == Target(TargetKind.ROLE, "nurse")
     with pytest.raises(ValueError, match="ack_within"):

@@ -36,7 +36,7 @@ def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         server.stop()
 
 
-def homes_with(kind: str, home: str):  # noqa: ANN201
+def homes_with(kind: str, home: str):
     return lambda alarms: [a for a in alarms if a["kind"] == kind and a["home_id"] == home]
 
 

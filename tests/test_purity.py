@@ -30,5 +30,9 @@ def test_pure_module_has_no_io_and_no_clock(path: Path) -> None:
             names = []
         for name in names:
             assert name.split(".")[0] not in FORBIDDEN_MODULES, f"{path.name} imports {name}"
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+        ):
             assert (node.func.value.id, node.func.attr) not in FORBIDDEN_CALLS, f"{path.name} reads the clock"

@@ -239,7 +239,9 @@ class AlarmDesk:
         tenant = alarm.tenant
         for action in actions:
             if isinstance(action, Schedule):
-                pipe.zadd(self.keys.timers(), {timer_member(tenant, alarm.id, action.step, action.round): action.due_ms})
+                pipe.zadd(
+                    self.keys.timers(), {timer_member(tenant, alarm.id, action.step, action.round): action.due_ms}
+                )
             elif isinstance(action, Unschedule):
                 pipe.zrem(self.keys.timers(), timer_member(tenant, alarm.id, action.step, action.round))
             elif isinstance(action, Notify):
@@ -266,8 +268,12 @@ class AlarmDesk:
                 found = self.directory.on_duty(alarm.tenant, target.value, alarm.zone)
                 if len(found) <= 1:
                     entries.append(
-                        Entry(now_ms, "roster_warning", "system",
-                              {"role": target.value, "zone": alarm.zone, "on_duty": len(found)})
+                        Entry(
+                            now_ms,
+                            "roster_warning",
+                            "system",
+                            {"role": target.value, "zone": alarm.zone, "on_duty": len(found)},
+                        )
                     )
                 people.update({s.staff_id: target.value for s in found})
             elif target.kind == TargetKind.STAFF:
@@ -293,7 +299,9 @@ class AlarmDesk:
                         ),
                     },
                 )
-                entries.append(Entry(now_ms, "paged", "system", {"staff": staff_id, "channel": "mqtt", "step": action.step + 1}))
+                entries.append(
+                    Entry(now_ms, "paged", "system", {"staff": staff_id, "channel": "mqtt", "step": action.step + 1})
+                )
         return entries
 
     def _count(self, alarm: Alarm, previous: Alarm | None, actions: list[Any]) -> None:

@@ -28,7 +28,9 @@ class AlarmState(StrEnum):
 OPEN_STATES = frozenset({AlarmState.RAISED, AlarmState.ACKNOWLEDGED, AlarmState.ON_SITE})
 
 _ALLOWED: dict[AlarmState, frozenset[AlarmState]] = {
-    AlarmState.RAISED: frozenset({AlarmState.ACKNOWLEDGED, AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}),
+    AlarmState.RAISED: frozenset(
+        {AlarmState.ACKNOWLEDGED, AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}
+    ),
     AlarmState.ACKNOWLEDGED: frozenset({AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}),
     AlarmState.ON_SITE: frozenset({AlarmState.RESOLVED, AlarmState.CANCELLED}),
     AlarmState.RESOLVED: frozenset(),
@@ -134,7 +136,9 @@ def _escalation_entries(alarm: Alarm, actions: list[Any], now_ms: int) -> tuple[
     return alarm, entries
 
 
-def raise_alarm(alarm_id: str, tenant: str, trigger: Trigger, chain: Chain, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
+def raise_alarm(
+    alarm_id: str, tenant: str, trigger: Trigger, chain: Chain, now_ms: int
+) -> tuple[Alarm, list[Entry], list[Any]]:
     """A new alarm; returns the escalation actions for the shell to carry out."""
     escalation, actions = start(chain, now_ms)
     alarm = Alarm(

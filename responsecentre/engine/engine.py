@@ -34,6 +34,7 @@ from responsecentre.engine.tables import (
 
 __all__ = ["Engine"]
 
+
 def _home_count(device_home: np.ndarray, at_least: int = 0) -> int:
     return max(at_least, int(device_home.max()) + 1 if device_home.shape[0] else 0)
 
@@ -91,15 +92,15 @@ class Engine:
         need = columns[0].shape[0] * self._tables.max_rules_per_type
         if len(self._out) < need:
             self._out = Triggers.allocate(max(need, 2 * len(self._out)))
-        n = process_batch(
-            self._targs, self._state, self._device_home, columns, self._out.columns()
-        )
+        n = process_batch(self._targs, self._state, self._device_home, columns, self._out.columns())
         return self._out.head(n)
 
     def sweep(self, now_ms: int) -> Triggers:
         """Fire every pending deadline with due <= now_ms, in slot order (rule, entity)."""
         now = check_now(now_ms)
         due = self._state[2]
+        # Sized exactly (idle slots hold NO_DUE > now) rather than one row per slot: a
+        # count is a fast vector pass, and no per-slot buffer has to live in memory.
         out = Triggers.allocate(int(np.count_nonzero(due <= now)))
         n = sweep_due(self._targs, self._state, self._device_home, now, out.columns())
         assert n == len(out), "sweep kernel and its count disagree"
@@ -116,22 +117,16 @@ class Engine:
         rule, entity, due, origin = self._pending_columns()
         return {
             (r, e): (d, o)
-            for r, e, d, o in zip(
-                rule.tolist(), entity.tolist(), due.tolist(), origin.tolist(), strict=True
-            )
+            for r, e, d, o in zip(rule.tolist(), entity.tolist(), due.tolist(), origin.tolist(), strict=True)
         }
 
     def snapshot(self) -> bytes:
         """The pending deadlines and the tables' fingerprint (format: tables.py)."""
-        return encode_snapshot(
-            self._tables, self.n_devices, self._n_homes, *self._pending_columns()
-        )
+        return encode_snapshot(self._tables, self.n_devices, self._n_homes, *self._pending_columns())
 
     def restore(self, blob: bytes) -> None:
         """Replace the state by a snapshot's; ValueError if it belongs to other tables."""
-        rule, entity, due, origin = decode_snapshot(
-            blob, self._tables, self.n_devices, self._n_homes
-        )
+        rule, entity, due, origin = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
         state = self._layout(self.n_devices, self._n_homes)
         slots = state[0][rule] + entity
         state[2][slots] = due
@@ -158,9 +153,7 @@ class Engine:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _layout(
-        self, n_devices: int, n_homes: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _layout(self, n_devices: int, n_homes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """A fresh, idle state tuple (slot_offset, slot_count, due, origin) for the sizes."""
         offset, count = slot_layout(self._tables, n_devices, n_homes)
         n_slots = int(count.sum())

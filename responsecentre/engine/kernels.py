@@ -104,9 +104,7 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
                 if (when_mask[r] & bit) != 0 and due[s] == NO_DUE:
                     due[s] = now + within_ms[r]
                     origin[s] = seq[i]
-            elif rule_kind == KIND_MATCH or (
-                has_value[i] and _passes(value[i], op[r], threshold[r])
-            ):
+            elif rule_kind == KIND_MATCH or (has_value[i] and _passes(value[i], op[r], threshold[r])):
                 n = _emit(out, n, r, d, h, now, seq[i], i)
     return n
 

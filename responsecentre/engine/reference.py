@@ -86,9 +86,7 @@ class ReferenceEngine:
                 rule = self._pack.rules[index]
                 if rule.kind is RuleKind.NOT_FOLLOWED:
                     self._not_followed(index, rule, event_type, device, home, ts, seqs[i], out)
-                elif rule.kind is RuleKind.MATCH or (
-                    has_values[i] and self._passes(rule, values[i])
-                ):
+                elif rule.kind is RuleKind.MATCH or (has_values[i] and self._passes(rule, values[i])):
                     out.append((index, device, home, ts, seqs[i], i))
         return Triggers.from_rows(out)
 

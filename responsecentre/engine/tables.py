@@ -186,9 +186,7 @@ def check_device_home(device_home: np.ndarray, at_least: int = 0) -> np.ndarray:
             f"device_home has {device_home.shape[0]} devices; the engine already has "
             f"{at_least} and cannot forget devices that may hold state"
         )
-    if device_home.shape[0] and (
-        device_home.min() < 0 or device_home.max() >= np.iinfo(np.int32).max
-    ):
+    if device_home.shape[0] and (device_home.min() < 0 or device_home.max() >= np.iinfo(np.int32).max):
         raise ValueError("device_home holds a home index outside 0..2**31-2")
     owned = np.array(device_home, dtype=np.int32, copy=True)
     owned.flags.writeable = False

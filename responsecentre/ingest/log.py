@@ -47,12 +47,18 @@ class EventLog:
             for s in stored:
                 e = s.event
                 fields: list[Any] = [
-                    "device", e.device_id,
-                    "id", e.id,
-                    "type", e.type,
-                    "ts", s.engine_ts_ms,
-                    "dts", e.ts_ms,
-                    "recv", s.received_ms,
+                    "device",
+                    e.device_id,
+                    "id",
+                    e.id,
+                    "type",
+                    e.type,
+                    "ts",
+                    s.engine_ts_ms,
+                    "dts",
+                    e.ts_ms,
+                    "recv",
+                    s.received_ms,
                 ]
                 if e.value is not None:
                     fields += ["value", repr(e.value)]

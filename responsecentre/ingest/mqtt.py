@@ -80,9 +80,7 @@ class BrokerLink:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._client.connect_async(
-            self.url.host, self.url.port, keepalive=15, clean_start=False, properties=props
-        )
+        self._client.connect_async(self.url.host, self.url.port, keepalive=15, clean_start=False, properties=props)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -99,10 +97,16 @@ class BrokerLink:
         client.subscribe(EVENTS_SUBSCRIPTION, qos=1)
         self.metrics.mqtt_connected.set(1)
         self._loop.call_soon_threadsafe(self.connected.set)
-        log.info("connected to mqtt://%s:%s (session present: %s)", self.url.host, self.url.port,
-                 getattr(flags, "session_present", "?"))
+        log.info(
+            "connected to mqtt://%s:%s (session present: %s)",
+            self.url.host,
+            self.url.port,
+            getattr(flags, "session_present", "?"),
+        )
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         self.metrics.mqtt_connected.set(0)
         self._loop.call_soon_threadsafe(self.connected.clear)
         log.warning("disconnected from the broker (%s); paho reconnects", reason)

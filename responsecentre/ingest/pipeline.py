@@ -75,7 +75,8 @@ class Ingest:
                 event = decode_event(item.topic, item.payload)
                 if self.directory.device(event.tenant, event.device_id) is None:
                     raise Rejected(
-                        RejectReason.UNKNOWN_DEVICE, f"device {event.device_id!r} is not registered in tenant {event.tenant!r}"
+                        RejectReason.UNKNOWN_DEVICE,
+                        f"device {event.device_id!r} is not registered in tenant {event.tenant!r}",
                     )
             except Rejected as exc:
                 self.metrics.events_rejected.labels(str(exc.reason)).inc()

@@ -172,8 +172,10 @@ def create_app(ctx: AppContext) -> FastAPI:
             ok, why = check()
             if not ok:
                 problems.append(why)
-        return JSONResponse({"status": "ready" if not problems else "not ready", "problems": problems},
-                            status_code=200 if not problems else 503)
+        return JSONResponse(
+            {"status": "ready" if not problems else "not ready", "problems": problems},
+            status_code=200 if not problems else 503,
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -188,7 +190,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     # -- alarms ----------------------------------------------------------------------------
 
     @app.get("/api/alarms", tags=["alarms"])
-    async def list_alarms(state: str = "open", limit: int = 200, _: Principal = Depends(require(*ALL_ROLES))) -> dict[str, Any]:
+    async def list_alarms(
+        state: str = "open", limit: int = 200, _: Principal = Depends(require(*ALL_ROLES))
+    ) -> dict[str, Any]:
         """Open alarms in queue order (UNHANDLED, priority, longest waiting), or with
         `state=all` the most recently raised, open or closed."""
         if state == "open":
@@ -217,7 +221,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         return alarm_view(alarm)
 
     @app.post("/api/alarms/{alarm_id}/ack", tags=["alarms"])
-    async def ack_alarm(alarm_id: str, body: AckBody | None = None, who: Principal = Depends(require(*ACTORS))) -> dict[str, Any]:
+    async def ack_alarm(
+        alarm_id: str, body: AckBody | None = None, who: Principal = Depends(require(*ACTORS))
+    ) -> dict[str, Any]:
         """Take the alarm: stops its alert chain."""
         result = await act(alarm_id, lambda: desk.acknowledge(alarm_id, who.username, now_ms()))
         if body is not None and body.note:
@@ -226,7 +232,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         return result
 
     @app.post("/api/alarms/{alarm_id}/resolve", tags=["alarms"])
-    async def resolve_alarm(alarm_id: str, body: ResolveBody, who: Principal = Depends(require(*ACTORS))) -> dict[str, Any]:
+    async def resolve_alarm(
+        alarm_id: str, body: ResolveBody, who: Principal = Depends(require(*ACTORS))
+    ) -> dict[str, Any]:
         """Close the alarm with a closing code (GET /api/closing-codes)."""
         result = await act(alarm_id, lambda: desk.resolve(alarm_id, who.username, body.code, body.note, now_ms()))
         await audit(who, "resolve", alarm=alarm_id, code=body.code)
@@ -256,7 +264,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         }
 
     @app.get("/api/homes/{tenant}/{home_id}", tags=["homes"])
-    async def get_home(tenant: str, home_id: str, who: Principal = Depends(require(*RESIDENT_READERS))) -> dict[str, Any]:
+    async def get_home(
+        tenant: str, home_id: str, who: Principal = Depends(require(*RESIDENT_READERS))
+    ) -> dict[str, Any]:
         """The home and its resident. Health data: every view is written to the audit log."""
         home = ctx.directory.home(tenant, home_id)
         if home is None:

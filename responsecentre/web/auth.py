@@ -125,7 +125,9 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         if principal is None:
-            raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Session realm="responsecentre", Basic-allowed'})
+            raise HTTPException(
+                401, "login required", headers={"WWW-Authenticate": 'Session realm="responsecentre", Basic-allowed'}
+            )
         if principal.role not in allowed:
             raise HTTPException(403, f"role {principal.role} may not do this")
         if (
