@@ -166,8 +166,10 @@ class Redis(ServerProcess):
             str(self.workdir),
             "--appendonly",
             "yes",
+            # fsync before replying: an event is acked to the broker only after it is
+            # stored, and "stored" must survive a power cut, not only a process crash.
             "--appendfsync",
-            "everysec",
+            "always",
             "--save",
             "",
             "--protected-mode",

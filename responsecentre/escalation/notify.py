@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -21,6 +22,8 @@ from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, OUTBOX_GROUP, Keys
 
 log = logging.getLogger(__name__)
+
+RETRY_S = 10.0
 
 
 class Notifier(Protocol):
@@ -64,34 +67,40 @@ async def ensure_group(redis: aioredis.Redis, keys: Keys = KEYS) -> None:
 async def run_notifiers(
     redis: aioredis.Redis, notifiers: list[Notifier], metrics: Metrics, consumer: str = "notifier-1", keys: Keys = KEYS
 ) -> None:
+    """Deliver the outbox. An entry whose channel failed stays pending in the group and is
+    retried on the next scan of the pending list (at start, then every RETRY_S)."""
     by_channel = {n.channel: n for n in notifiers}
-    pending_first = True  # after a restart, first deliver what was read but never acked
+    last_scan = -RETRY_S  # after a restart, first deliver what was read but never acked
     while True:
+        scan = time.monotonic() - last_scan >= RETRY_S
         try:
             await ensure_group(redis, keys)
             reply = await redis.xreadgroup(
-                OUTBOX_GROUP, consumer, {keys.outbox(): "0" if pending_first else ">"}, count=200, block=500
+                OUTBOX_GROUP, consumer, {keys.outbox(): "0" if scan else ">"}, count=200, block=500
             )
         except (RedisError, OSError) as exc:
             log.warning("notifier: redis unavailable (%s); retrying", exc)
             await asyncio.sleep(1.0)
             continue
-        entries = reply[0][1] if reply else []
-        if pending_first and not entries:
-            pending_first = False
-            continue
-        for entry_id, raw in entries:
+        if scan:
+            last_scan = time.monotonic()
+        for entry_id, raw in reply[0][1] if reply else []:
             entry = {k.decode(): v.decode() for k, v in raw.items()}
-            notifier = by_channel.get(entry.get("channel", ""))
-            outcome = "delivered"
+            channel = entry.get("channel", "?")
+            notifier = by_channel.get(channel)
             if notifier is None:
-                outcome = "no_channel"
+                log.error("outbox entry for unknown channel %r dropped", channel)
+                metrics.notifications.labels(channel, "no_channel").inc()
             else:
                 try:
                     await notifier.send(entry)
                 except Exception:  # a failing channel must not stop the others
-                    log.exception("notifier %s failed", entry.get("channel"))
-                    outcome = "failed"
-            metrics.notifications.labels(entry.get("channel", "?"), outcome).inc()
-            await redis.xack(keys.outbox(), OUTBOX_GROUP, entry_id)
-            await redis.xdel(keys.outbox(), entry_id)
+                    log.exception("notifier %s failed; will retry", channel)
+                    metrics.notifications.labels(channel, "failed").inc()
+                    continue
+                metrics.notifications.labels(channel, "delivered").inc()
+            try:
+                await redis.xack(keys.outbox(), OUTBOX_GROUP, entry_id)
+                await redis.xdel(keys.outbox(), entry_id)
+            except (RedisError, OSError) as exc:
+                log.warning("notifier: could not ack an outbox entry (%s); it may be sent twice", exc)
