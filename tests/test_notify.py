@@ -29,7 +29,9 @@ class FlakyChannel:
         self.delivered.append(entry["n"])
 
 
-async def test_a_failed_delivery_is_retried_and_every_entry_arrives_once(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_delivery_is_retried_and_every_entry_arrives_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(notify, "RETRY_S", 0.3)
     client = aioredis.Redis.from_url(redis_url)
     channel = FlakyChannel(failures=2)
