@@ -10,6 +10,7 @@ demo: setup
 	$(VENV)/bin/responsecentre demo
 
 test: setup
+	@sh scripts/ensure-system-deps.sh test
 	$(PY) -m ruff check responsecentre tests bench
 	$(PY) -m pytest
 
