@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Mosquitto, Redis
+from tests.servers import Mosquitto, Redis, running
 from tests.service import Api, Publisher, ServiceProcess
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
@@ -15,22 +15,14 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.par
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    server = Mosquitto(workdir=tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    try:
+    with running(Mosquitto, tmp_path_factory.mktemp("mosquitto")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
-    server = Redis(workdir=tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
+    with running(Redis, tmp_path_factory.mktemp("redis")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -12,28 +12,20 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import seed
-from tests.servers import Mosquitto, Redis
+from tests.servers import Mosquitto, Redis, running
 from tests.service import Api, Publisher, ServiceProcess
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Redis]:
-    server = Redis(workdir=tmp_path / "redis")
-    server.start()
-    try:
+    with running(Redis, tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(workdir=tmp_path / "mosquitto")
-    server.start()
-    try:
+    with running(Mosquitto, tmp_path / "mosquitto") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def homes_with(kind: str, home: str):

@@ -166,54 +166,54 @@ class AlarmDesk:
         raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
 
     async def acknowledge(self, alarm_id: str, by: str, now_ms: int) -> Alarm:
-        return await self._mutate(alarm_id, lambda a: acknowledge(a, by, now_ms), now_ms)
+        tenant = await self.tenant_of(alarm_id)
+        return await self._mutate(tenant, alarm_id, lambda a: acknowledge(a, by, now_ms), now_ms)
 
     async def resolve(self, alarm_id: str, by: str, code: str, note: str, now_ms: int) -> Alarm:
-        return await self._mutate(alarm_id, lambda a: resolve(a, by, code, note, now_ms), now_ms)
+        tenant = await self.tenant_of(alarm_id)
+        return await self._mutate(tenant, alarm_id, lambda a: resolve(a, by, code, note, now_ms), now_ms)
 
     async def note(self, alarm_id: str, by: str, text: str, now_ms: int) -> Alarm:
         def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
             new, entries = add_note(a, by, text, now_ms)
             return new, entries, []
 
-        return await self._mutate(alarm_id, fn, now_ms)
+        tenant = await self.tenant_of(alarm_id)
+        return await self._mutate(tenant, alarm_id, fn, now_ms)
 
     async def fire_timer(self, member: str, now_ms: int) -> Alarm | None:
         """Carry out a due escalation timer. The timer is removed in the same transaction
         that records its effect, so a crash in between leaves it to fire again, and the
         runner's fence makes a second firing a no-op."""
         tenant, alarm_id, step, round_ = parse_timer_member(member)
-        key = self.keys.alarm(tenant, alarm_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_RETRIES):
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if raw is None:
-                        pipe.multi()
-                        pipe.zrem(self.keys.timers(), member)
-                        await pipe.execute()
-                        return None
-                    previous = _alarm_decoder.decode(raw)
-                    alarm, entries, actions = timeout(previous, step, round_, now_ms)
-                    pipe.multi()
-                    pipe.zrem(self.keys.timers(), member)
-                    if actions:
-                        due = previous.escalation.due_ms or now_ms
-                        self.metrics.timer_lateness.observe(max(0, now_ms - due) / 1000)
-                        self._write(pipe, alarm, entries, actions, now_ms)
-                    await pipe.execute()
-                except WatchError:
-                    continue
-                if actions:
-                    self._count(alarm, previous, actions)
-                return alarm
-        raise RuntimeError(f"alarm {alarm_id} kept changing; gave up after {MAX_RETRIES} tries")
+
+        def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+            new, entries, actions = timeout(a, step, round_, now_ms)
+            if actions:
+                self.metrics.timer_lateness.observe(max(0, now_ms - (a.escalation.due_ms or now_ms)) / 1000)
+            return new, entries, actions
+
+        def remove_timer(pipe: Any) -> None:
+            pipe.zrem(self.keys.timers(), member)
+
+        try:
+            return await self._mutate(tenant, alarm_id, fn, now_ms, also=remove_timer)
+        except AlarmNotFound:
+            await self.redis.zrem(self.keys.timers(), member)
+            return None
 
     async def _mutate(
-        self, alarm_id: str, fn: Callable[[Alarm], tuple[Alarm, list[Entry], list[Any]]], now_ms: int
+        self,
+        tenant: str,
+        alarm_id: str,
+        fn: Callable[[Alarm], tuple[Alarm, list[Entry], list[Any]]],
+        now_ms: int,
+        also: Callable[[Any], None] | None = None,
     ) -> Alarm:
-        tenant = await self.tenant_of(alarm_id)
+        """The optimistic transaction every change of an existing alarm goes through.
+        `fn` is the pure change (it may raise TransitionError); `also` queues further
+        writes that must commit with it. An unchanged alarm (a fenced-off timer) is not
+        rewritten."""
         key = self.keys.alarm(tenant, alarm_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(MAX_RETRIES):
@@ -223,9 +223,12 @@ class AlarmDesk:
                     if raw is None:
                         raise AlarmNotFound(alarm_id)
                     previous = _alarm_decoder.decode(raw)
-                    alarm, entries, actions = fn(previous)  # may raise TransitionError
+                    alarm, entries, actions = fn(previous)
                     pipe.multi()
-                    self._write(pipe, alarm, entries, actions, now_ms)
+                    if also is not None:
+                        also(pipe)
+                    if alarm is not previous:
+                        self._write(pipe, alarm, entries, actions, now_ms)
                     await pipe.execute()
                 except WatchError:
                     continue

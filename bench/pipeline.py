@@ -1,0 +1,627 @@
+"""End-to-end benchmark: broker -> ingest -> event log -> rule engine -> alarm -> console feed.
+
+    .venv/bin/python bench/pipeline.py [--devices 2000] [--events 50000] [--publishers 2]
+        [--alarms 200] [--repeats 3]
+
+Starts its own mosquitto and redis-server (responsecentre.servers) on free loopback ports
+and the service as a child process (`python -m responsecentre run ...`) on the default rule
+pack and chains, then, `--repeats` times:
+
+1. raw broker rate: `--publishers` paho clients publish `--events` QoS 1 messages to a topic
+   outside the events subscription; one paho subscriber (QoS 1, in this process) counts them.
+   Rate = messages / time until the subscriber has them all.
+2. ingest rate: the same clients publish `--events` `device.heartbeat` events over all devices;
+   timed until `responsecentre_events_stored_total` (durably stored, acked) and
+   `responsecentre_events_processed_total` (through the rule engine) have grown by that many.
+3. event -> alarm latency: `--alarms` `alarm.button` events, one at a time 20 ms apart, each
+   to a different home; latency = just before `publish` to the alarm's first message on /ws.
+   The server's own histogram `responsecentre_event_to_alarm_seconds` (receive -> stored) is
+   read for comparison. The alarms are then resolved, so the next run raises new ones.
+
+Every figure is a median over the runs. Prints a table and appends a dated section to
+bench/RESULTS.md. Not part of the test suite: it takes a few minutes and wants a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import math
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect as ws_connect
+
+from responsecentre.contract import encode_event, events_topic
+from responsecentre.servers import Mosquitto, Redis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules" / "default.yaml"
+CHAINS = ROOT / "escalation" / "chains.yaml"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TENANT = "bench"
+OPERATOR = "bench-operator"
+DEVICE_KINDS = ("safety_alarm", "fall_sensor", "medicine_dispenser", "door_sensor")
+RAW_TOPIC = "bench/raw"  # not under rc/v1/+/devices/+/events: the service never sees it
+INFLIGHT = 1000
+ALARM_GAP_S = 0.020
+POLL_S = 0.05
+READY_TIMEOUT_S = 90.0
+HISTOGRAM = "responsecentre_event_to_alarm_seconds"
+
+
+# -- set-up ------------------------------------------------------------------------------------
+
+
+def write_config(workdir: Path, n_devices: int) -> tuple[Path, Path, list[str]]:
+    """homes.yaml (4 devices per home, tenant `bench`) and staff.yaml; returns the device ids."""
+    per_home = len(DEVICE_KINDS)
+    n_homes = math.ceil(n_devices / per_home)
+    homes = []
+    devices: list[str] = []
+    for h in range(n_homes):
+        home_devices = []
+        for d in range(min(per_home, n_devices - h * per_home)):
+            device_id = f"h{h}-d{d}"
+            home_devices.append({"id": device_id, "kind": DEVICE_KINDS[d]})
+            devices.append(device_id)
+        homes.append(
+            {
+                "id": f"h{h}",
+                "zone": "north" if h % 2 else "south",
+                "resident": {"name": f"Resident {h}", "address": f"Street {h}", "key_safe": "0000"},
+                "devices": home_devices,
+            }
+        )
+    staff = [
+        {"id": "s-n1", "name": "Nurse North", "role": "nurse", "zone": "north", "on_duty": True},
+        {"id": "s-n2", "name": "Nurse South", "role": "nurse", "zone": "south", "on_duty": True},
+        {"id": "s-tl1", "name": "Team Lead", "role": "team_lead", "zone": "all", "on_duty": True},
+        {"id": "s-tech1", "name": "Technician", "role": "technician", "zone": "all", "on_duty": True},
+    ]
+    homes_path = workdir / "homes.yaml"
+    staff_path = workdir / "staff.yaml"
+    homes_path.write_text(yaml.safe_dump({"tenants": {TENANT: {"homes": homes}}}))
+    staff_path.write_text(yaml.safe_dump({"tenants": {TENANT: {"staff": staff}}}))
+    return homes_path, staff_path, devices
+
+
+def seed_operator(redis_url: str, password: str) -> None:
+    import redis.asyncio as aioredis
+
+    from responsecentre.web.auth import Users
+
+    async def go() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await Users(client).add(OPERATOR, password, "operator")
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def start_service(
+    workdir: Path, broker: Mosquitto, redis: Redis, port: int, homes: Path, staff: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "RC_CLIENT_ID": f"rc-bench-{secrets.token_hex(4)}",
+        "RC_SECRET_KEY": secrets.token_hex(16),
+        "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
+    }
+    argv = [
+        sys.executable, "-m", "responsecentre", "run",
+        "--broker", broker.url, "--redis", redis.url, "--port", str(port),
+        "--rules", str(RULES), "--chains", str(CHAINS), "--homes", str(homes), "--staff", str(staff),
+    ]  # fmt: skip
+    with (workdir / "service.log").open("ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+
+def log_tail(workdir: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join((workdir / "service.log").read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(proc: subprocess.Popen[bytes], base_url: str, workdir: Path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < READY_TIMEOUT_S:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}:\n{log_tail(workdir)}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"service not ready after {READY_TIMEOUT_S:.0f} s:\n{log_tail(workdir)}")
+
+
+# -- MQTT ----------------------------------------------------------------------------------------
+
+
+def mqtt_client(broker: Mosquitto, name: str) -> mqtt.Client:
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        protocol=mqtt.MQTTv5,
+        client_id=f"{name}-{secrets.token_hex(4)}",
+    )
+    client.max_inflight_messages_set(INFLIGHT)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"MQTT client {name} did not connect")
+        time.sleep(0.01)
+    return client
+
+
+def publish_all(clients: list[mqtt.Client], shares: list[list[tuple[str, bytes]]], timeout: float) -> float:
+    """Each client publishes its share (QoS 1, async) from its own thread, then every PUBACK is
+    awaited. Returns the time until the last PUBACK (perf_counter)."""
+    infos: list[list[mqtt.MQTTMessageInfo]] = [[] for _ in clients]
+
+    def run(k: int) -> None:
+        publish = clients[k].publish
+        infos[k] = [publish(topic, payload, qos=1) for topic, payload in shares[k]]
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(len(clients))]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            raise RuntimeError("publishing did not finish in time")
+    for share in infos:
+        for info in share:
+            info.wait_for_publish(max(0.01, deadline - time.monotonic()))
+            if not info.is_published():
+                raise RuntimeError("a PUBACK did not arrive in time")
+    return time.perf_counter()
+
+
+def split(messages: list[tuple[str, bytes]], k: int) -> list[list[tuple[str, bytes]]]:
+    return [messages[i::k] for i in range(k)]
+
+
+def heartbeats(devices: list[str], n: int, tag: str) -> list[tuple[str, bytes]]:
+    now = int(time.time() * 1000)
+    return [
+        (events_topic(TENANT, devices[i % len(devices)]), encode_event(f"{tag}-{i}", "device.heartbeat", now))
+        for i in range(n)
+    ]
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def scrape(http: httpx.Client) -> dict[str, Any]:
+    """Counter totals by sample name (summed over labels) and the latency histogram's buckets."""
+    text = http.get("/metrics").raise_for_status().text
+    totals: dict[str, float] = {}
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            if sample.name == f"{HISTOGRAM}_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+    return {"totals": totals, "buckets": buckets}
+
+
+def total(metrics: dict[str, Any], name: str) -> float:
+    return float(metrics["totals"].get(name, 0.0))
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' estimate: linear interpolation inside the bucket (cumulative counts)."""
+    count = buckets[-1][1]
+    if count <= 0:
+        return float("nan")
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if math.isinf(bound):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not done within {timeout:.0f} s")
+        time.sleep(POLL_S)
+
+
+# -- the three measurements --------------------------------------------------------------------
+
+
+def raw_rate(broker: Mosquitto, publishers: list[mqtt.Client], messages: list[tuple[str, bytes]], run: int) -> float:
+    n = len(messages)
+    topic = f"{RAW_TOPIC}/{run}"
+    raw = [(f"{topic}/{i % len(publishers)}", payload) for i, (_, payload) in enumerate(messages)]
+    lock = threading.Lock()
+    state = {"count": 0, "done": 0.0}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            state["count"] += 1
+            if state["count"] == n:
+                state["done"] = time.perf_counter()
+                done.set()
+
+    subscriber = mqtt_client(broker, "bench-sub")
+    try:
+        subscriber.on_message = on_message
+        subscriber.on_subscribe = lambda *_: subscribed.set()
+        subscriber.subscribe(f"{topic}/#", qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError("no SUBACK for the raw subscriber")
+        started = time.perf_counter()
+        publish_all(publishers, split(raw, len(publishers)), timeout=max(60.0, n / 500))
+        if not done.wait(max(30.0, n / 1000)):
+            raise RuntimeError(f"the raw subscriber got {state['count']} of {n} messages")
+        return n / (state["done"] - started)
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
+
+
+def ingest_rate(
+    http: httpx.Client, publishers: list[mqtt.Client], messages: list[tuple[str, bytes]]
+) -> tuple[float, float, float]:
+    """(stored/s, processed/s, publish/s): time from the first publish until the counters moved by n."""
+    n = len(messages)
+    before = scrape(http)
+    stored0 = total(before, "responsecentre_events_stored_total")
+    processed0 = total(before, "responsecentre_events_processed_total")
+    times: dict[str, float] = {}
+    failure: list[BaseException] = []
+
+    def publish() -> None:
+        try:
+            times["published"] = publish_all(publishers, split(messages, len(publishers)), timeout=max(120.0, n / 200))
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + max(120.0, n / 200)
+    while "processed" not in times:
+        if time.monotonic() > deadline or failure:
+            raise RuntimeError(f"ingest: not stored/processed in time ({times}; {failure})")
+        now = scrape(http)
+        seen = time.perf_counter()
+        if "stored" not in times and total(now, "responsecentre_events_stored_total") - stored0 >= n:
+            times["stored"] = seen
+        if "stored" in times and total(now, "responsecentre_events_processed_total") - processed0 >= n:
+            times["processed"] = seen
+        time.sleep(POLL_S)
+    thread.join(30)
+    if failure or "published" not in times:
+        raise RuntimeError(f"ingest publishing failed: {failure}")
+    return n / (times["stored"] - started), n / (times["processed"] - started), n / (times["published"] - started)
+
+
+def alarm_latency(
+    base_url: str, password: str, http: httpx.Client, publisher: mqtt.Client, devices: list[str], n: int, run: int
+) -> dict[str, Any]:
+    """Publish n alarm.button events (one per home, ALARM_GAP_S apart); client-side latency to
+    the alarm's first /ws message, and the server histogram's change over the same window."""
+    homes = sorted({d.split("-")[0] for d in devices}, key=lambda h: int(h[1:]))
+    if n > len(homes):
+        raise RuntimeError(f"--alarms {n} needs as many homes, there are {len(homes)}")
+    chosen = [homes[(run * n + i) % len(homes)] for i in range(n)]
+    before = scrape(http)
+    pending: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+    seen_ids: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    auth = base64.b64encode(f"{OPERATOR}:{password}".encode()).decode()
+    ws_url = base_url.replace("http://", "ws://") + "/ws"
+    with ws_connect(ws_url, additional_headers={"Authorization": f"Basic {auth}"}, open_timeout=10) as ws:
+        snapshot = json.loads(ws.recv(timeout=10))
+        if snapshot.get("type") != "snapshot":
+            raise RuntimeError(f"/ws did not start with a snapshot: {snapshot!r:.200}")
+        seen_ids.update(a["id"] for a in snapshot["alarms"])
+
+        def receive() -> None:
+            while not stop.is_set():
+                try:
+                    raw = ws.recv(timeout=0.2)
+                except TimeoutError:
+                    continue
+                except Exception:  # connection closed
+                    return
+                arrived = time.perf_counter()
+                msg = json.loads(raw)
+                if msg.get("type") != "alarm":
+                    continue
+                alarm = msg["alarm"]
+                with lock:
+                    if alarm["id"] in seen_ids:
+                        continue
+                    seen_ids.add(alarm["id"])
+                    sent = pending.pop(alarm["home_id"], None)
+                    if sent is not None and alarm["state"] == "raised":
+                        latencies[alarm["home_id"]] = arrived - sent
+
+        receiver = threading.Thread(target=receive, daemon=True)
+        receiver.start()
+        try:
+            now_ms = int(time.time() * 1000)
+            for i, home in enumerate(chosen):
+                payload = encode_event(f"alarm-r{run}-{i}", "alarm.button", now_ms + int(i * ALARM_GAP_S * 1000))
+                topic = events_topic(TENANT, f"{home}-d0")
+                with lock:
+                    pending[home] = time.perf_counter()
+                info = publisher.publish(topic, payload, qos=1)
+                info.wait_for_publish(5)
+                time.sleep(ALARM_GAP_S)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                with lock:
+                    if not pending:
+                        break
+                time.sleep(POLL_S)
+        finally:
+            stop.set()
+            receiver.join(5)
+    # The server observes after its transaction; give the last observation a moment.
+    wait_until(
+        lambda: total(scrape(http), f"{HISTOGRAM}_count") - total(before, f"{HISTOGRAM}_count") >= len(latencies),
+        10,
+        "server histogram",
+    )
+    after = scrape(http)
+    bounds = sorted(after["buckets"])
+    delta = [(b, after["buckets"][b] - before["buckets"].get(b, 0.0)) for b in bounds]
+    count = total(after, f"{HISTOGRAM}_count") - total(before, f"{HISTOGRAM}_count")
+    mean = (total(after, f"{HISTOGRAM}_sum") - total(before, f"{HISTOGRAM}_sum")) / count if count else float("nan")
+    ms = [v * 1000 for v in latencies.values()]
+    if not ms:
+        raise RuntimeError("no alarm arrived on /ws")
+    return {
+        "received": len(ms),
+        "missing": n - len(ms),
+        "p50": percentile(ms, 0.50),
+        "p95": percentile(ms, 0.95),
+        "p99": percentile(ms, 0.99),
+        "max": max(ms),
+        "mean": statistics.fmean(ms),
+        "server_count": count,
+        "server_mean": mean * 1000,
+        "server_p50": histogram_quantile(0.50, delta) * 1000,
+        "server_p95": histogram_quantile(0.95, delta) * 1000,
+        "server_p99": histogram_quantile(0.99, delta) * 1000,
+    }
+
+
+def resolve_open(base_url: str, password: str) -> int:
+    """Close every open alarm, so the next run raises new ones (one login, then the session)."""
+    resolved = 0
+    with httpx.Client(base_url=base_url, timeout=10.0) as http:
+        r = http.post("/login", data={"username": OPERATOR, "password": password, "next": "/api/me"})
+        csrf = http.cookies.get("rc_csrf")
+        if r.status_code >= 400 or not csrf:
+            raise RuntimeError(f"login failed: {r.status_code}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            alarms = http.get("/api/alarms", params={"state": "open"}).raise_for_status().json()["alarms"]
+            if not alarms:
+                return resolved
+            for alarm in alarms:
+                r = http.post(
+                    f"/api/alarms/{alarm['id']}/resolve",
+                    json={"code": "false_alarm", "note": "benchmark"},
+                    headers={"X-CSRF-Token": csrf},
+                )
+                resolved += r.status_code == 200
+    raise RuntimeError("open alarms remained after 60 s")
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--alarms", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+    if min(args.devices, args.events, args.publishers, args.alarms, args.repeats) < 1:
+        parser.error("every count must be at least 1")
+
+    password = secrets.token_urlsafe(16)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp:
+        workdir = Path(tmp)
+        homes_path, staff_path, devices = write_config(workdir, args.devices)
+        broker = Mosquitto(workdir=workdir / "mosquitto")
+        redis = Redis(workdir=workdir / "redis")
+        service: subprocess.Popen[bytes] | None = None
+        publishers: list[mqtt.Client] = []
+        try:
+            broker.start()
+            redis.start()
+            seed_operator(redis.url, password)
+            port = free_port()
+            base_url = f"http://127.0.0.1:{port}"
+            service = start_service(workdir, broker, redis, port, homes_path, staff_path)
+            ready_s = wait_ready(service, base_url, workdir)
+            print(f"service ready in {ready_s:.1f} s; {len(devices):,} devices", flush=True)
+            publishers = [mqtt_client(broker, f"bench-pub{k}") for k in range(args.publishers)]
+            with httpx.Client(base_url=base_url, timeout=10.0) as http:
+                for run in range(args.repeats):
+                    raw_msgs = heartbeats(devices, args.events, f"raw{run}")
+                    raw = raw_rate(broker, publishers, raw_msgs, run)
+                    del raw_msgs
+                    ingest_msgs = heartbeats(devices, args.events, f"hb{run}")
+                    stored, processed, published = ingest_rate(http, publishers, ingest_msgs)
+                    del ingest_msgs
+                    latency = alarm_latency(base_url, password, http, publishers[0], devices, args.alarms, run)
+                    resolve_open(base_url, password)
+                    result = {"raw": raw, "stored": stored, "processed": processed, "published": published, **latency}
+                    runs.append(result)
+                    print(
+                        f"run {run + 1}: raw {raw:,.0f}/s, stored {stored:,.0f}/s, processed {processed:,.0f}/s, "
+                        f"alarm p50 {latency['p50']:.1f} ms p99 {latency['p99']:.1f} ms "
+                        f"({latency['missing']} missing)",
+                        flush=True,
+                    )
+                    if service.poll() is not None:
+                        raise RuntimeError(f"service exited with {service.returncode}:\n{log_tail(workdir)}")
+        finally:
+            for client in publishers:
+                client.disconnect()
+                client.loop_stop()
+            if service is not None and service.poll() is None:
+                service.terminate()
+                try:
+                    service.wait(15)
+                except subprocess.TimeoutExpired:
+                    service.kill()
+                    service.wait(5)
+            broker.stop()
+            redis.stop()
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    def each(key: str, fmt: str) -> str:
+        return " / ".join(format(r[key], fmt) for r in runs)
+
+    for r in runs:
+        r["ratio_stored"] = r["stored"] / r["raw"]
+        r["ratio_processed"] = r["processed"] / r["raw"]
+    rows = [
+        ("raw broker, QoS 1 publish -> subscriber (msg/s)", "raw", ",.0f"),
+        ("ingest, stored durably + acked (events/s)", "stored", ",.0f"),
+        ("ingest, through the rule engine (events/s)", "processed", ",.0f"),
+        ("  publishers done, last PUBACK (events/s)", "published", ",.0f"),
+        ("stored / raw broker (same run)", "ratio_stored", ".2f"),
+        ("processed / raw broker (same run)", "ratio_processed", ".2f"),
+        ("event -> alarm on /ws, p50 (ms)", "p50", ".1f"),
+        ("event -> alarm on /ws, p95 (ms)", "p95", ".1f"),
+        ("event -> alarm on /ws, p99 (ms)", "p99", ".1f"),
+        ("event -> alarm on /ws, max (ms)", "max", ".1f"),
+        ("event -> alarm on /ws, mean (ms)", "mean", ".1f"),
+        ("alarms not seen on /ws within 15 s", "missing", "d"),
+        ("server histogram receive -> stored, mean (ms)", "server_mean", ".1f"),
+        ("server histogram p50, from buckets (ms)", "server_p50", ".1f"),
+        ("server histogram p95, from buckets (ms)", "server_p95", ".1f"),
+        ("server histogram p99, from buckets (ms)", "server_p99", ".1f"),
+    ]
+    figures = [(name, format(med(key), fmt if fmt != "d" else ".0f"), each(key, fmt)) for name, key, fmt in rows]
+    width = max(len(name) for name, _, _ in figures)
+    vwidth = max(len(v) for _, v, _ in figures + [("", "median", "")])
+    header = f"| {'figure'.ljust(width)} | {'median'.ljust(vwidth)} | runs |\n|{'-' * (width + 2)}|{'-' * (vwidth + 2)}|------|"
+    table = "\n".join(f"| {n.ljust(width)} | {v.ljust(vwidth)} | {e} |" for n, v, e in figures)
+    print()
+    print(header)
+    print(table)
+    if args.no_record:
+        return
+    command = ".venv/bin/python bench/pipeline.py " + " ".join(sys.argv[1:])
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    homes = math.ceil(args.devices / len(DEVICE_KINDS))
+    import paho.mqtt
+
+    section = f"""
+## Pipeline (bench/pipeline.py) — {now}
+
+- command: `{command.strip()}`
+- {args.devices:,} devices in {homes:,} homes (tenant `{TENANT}`), rule pack `rules/default.yaml`, chains \
+`escalation/chains.yaml`; {args.events:,} QoS 1 messages per rate run from {args.publishers} paho publishers \
+(max inflight {INFLIGHT}); {args.alarms} `alarm.button` events {ALARM_GAP_S * 1000:.0f} ms apart, one per home; \
+medians of {args.repeats} runs (per-run values after the median)
+- everything on one machine over loopback: mosquitto, redis-server (appendfsync always), the service and the \
+publishers/subscriber (one Python process) share the CPUs
+- raw broker: time until one paho subscriber (in the bench process) has all messages; ingest: time from the first \
+publish until the service's counters grew by the count (polled every {POLL_S * 1000:.0f} ms); /ws latency: just \
+before `publish` to the alarm's first feed message; server histogram: ingest receive -> alarm transaction stored
+- machine: {cpu_name()}, {os.cpu_count()} CPUs; {platform.platform()}
+- Python {platform.python_version()}, paho-mqtt {paho.mqtt.__version__}; {version([broker_binary(), "-h"])}; \
+{version([redis_binary(), "--version"])}
+
+{header}
+{table}
+"""
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in bench/.\n")
+    with RESULTS.open("a") as f:
+        f.write(section)
+    print(f"\nappended to {RESULTS.relative_to(ROOT)}")
+
+
+def broker_binary() -> str:
+    from responsecentre.servers import find_binary
+
+    return find_binary("mosquitto")
+
+
+def redis_binary() -> str:
+    from responsecentre.servers import find_binary
+
+    return find_binary("redis-server")
+
+
+if __name__ == "__main__":
+    main()
