@@ -62,6 +62,26 @@ class RejectReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"  # topic names a device the centre does not know
 
 
+class StatusPayload(msgspec.Struct, forbid_unknown_fields=False):
+    """The retained body a device publishes on `.../status`; its Last Will sets online false."""
+
+    online: bool
+    ts: str | int | None = None
+    battery: int | None = None
+
+
+_status_decoder = msgspec.json.Decoder(StatusPayload)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    tenant: str
+    device_id: str
+    online: bool
+    battery: int | None
+    ts_ms: int | None
+
+
 class EventPayload(msgspec.Struct, forbid_unknown_fields=False):
     """The JSON body a device publishes on `.../events`."""
 
@@ -120,26 +140,32 @@ def page_topic(tenant: str, staff_id: str) -> str:
 
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/events"
+STATUS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/status"
 
 
 def _valid_token(token: str) -> bool:
     return 0 < len(token) <= MAX_TOKEN_LENGTH and token.isascii() and all(c.isalnum() or c in "-_." for c in token)
 
 
-def parse_events_topic(topic: str) -> EventTopic:
+def parse_device_topic(topic: str, leaf: str) -> EventTopic:
+    """rc/v1/{tenant}/devices/{device_id}/{leaf} -> tenant and device, or `Rejected`."""
     parts = topic.split("/")
     if (
         len(parts) != 6
         or f"{parts[0]}/{parts[1]}" != PREFIX
         or parts[3] != "devices"
-        or parts[5] != "events"
+        or parts[5] != leaf
         or not _valid_token(parts[2])
         or not _valid_token(parts[4])
     ):
         raise Rejected(
-            RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/devices/{{device_id}}/events"
+            RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/devices/{{device_id}}/{leaf}"
         )
     return EventTopic(parts[2], parts[4])
+
+
+def parse_events_topic(topic: str) -> EventTopic:
+    return parse_device_topic(topic, "events")
 
 
 def parse_ts(ts: str | int) -> int:
@@ -165,14 +191,7 @@ def parse_ts(ts: str | int) -> int:
 def decode_event(topic: str, payload: bytes) -> Event:
     """Validate one inbound message against contract v1; raise `Rejected` with the reason."""
     where = parse_events_topic(topic)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise Rejected(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
-    try:
-        body = _decoder.decode(payload)
-    except msgspec.ValidationError as exc:
-        raise Rejected(RejectReason.SCHEMA, str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise Rejected(RejectReason.MALFORMED_JSON, str(exc)) from None
+    body: EventPayload = _decode_body(payload, _decoder)
     if isinstance(body.id, bool) or body.id == "" or len(str(body.id)) > MAX_ID_LENGTH:
         raise Rejected(
             RejectReason.SCHEMA, f"id must be a non-empty string or integer of at most {MAX_ID_LENGTH} characters"
@@ -197,6 +216,12 @@ def decode_event(topic: str, payload: bytes) -> Event:
     )
 
 
+def format_ts(ts_ms: int) -> str:
+    """Epoch milliseconds -> RFC 3339 UTC with milliseconds, the form the centre writes."""
+    stamp = dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
 def encode_event(
     event_id: str | int,
     type_: str,
@@ -205,13 +230,39 @@ def encode_event(
     data: dict[str, Any] | None = None,
 ) -> bytes:
     """The payload a device (or the simulator) publishes; `ts` as RFC 3339 UTC."""
-    body: dict[str, Any] = {
-        "id": event_id,
-        "type": type_,
-        "ts": dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
+    body: dict[str, Any] = {"id": event_id, "type": type_, "ts": format_ts(ts_ms)}
     if value is not None:
         body["value"] = value
     if data:
         body["data"] = data
+    return msgspec.json.encode(body)
+
+
+def _decode_body(payload: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise Rejected(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise Rejected(RejectReason.SCHEMA, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(RejectReason.MALFORMED_JSON, str(exc)) from None
+
+
+def decode_status(topic: str, payload: bytes) -> DeviceStatus:
+    """Validate a retained device status; raise `Rejected` with the reason."""
+    where = parse_device_topic(topic, "status")
+    body: StatusPayload = _decode_body(payload, _status_decoder)
+    if body.battery is not None and not 0 <= body.battery <= 100:
+        raise Rejected(RejectReason.SCHEMA, "battery must be 0-100")
+    ts = parse_ts(body.ts) if body.ts is not None else None
+    return DeviceStatus(where.tenant, where.device_id, body.online, body.battery, ts)
+
+
+def encode_status(online: bool, battery: int | None, ts_ms: int) -> bytes:
+    """The retained status body of contract v1 (`battery` left out when unknown)."""
+    body: dict[str, Any] = {"online": online}
+    if battery is not None:
+        body["battery"] = battery
+    body["ts"] = format_ts(ts_ms)
     return msgspec.json.encode(body)

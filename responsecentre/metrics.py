@@ -25,6 +25,9 @@ class Metrics:
         self.events_rejected = Counter(
             "responsecentre_events_rejected_total", "Messages dead-lettered, by reason", ["reason"], registry=r
         )
+        self.statuses = Counter(
+            "responsecentre_device_statuses_total", "Retained device status messages stored", registry=r
+        )
         self.events_processed = Counter(
             "responsecentre_events_processed_total", "Events run through the rule engine", registry=r
         )

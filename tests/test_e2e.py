@@ -200,3 +200,24 @@ async def test_sigkill_mid_chain_resumes_at_the_right_step_and_time(
     finally:
         await api.close()
         svc.stop()
+
+
+async def test_retained_device_status_is_stored_and_shown_and_a_bad_one_dead_lettered(
+    service: ServiceProcess, api: Api, publisher: Publisher, tenant: str
+) -> None:
+    from responsecentre.contract import encode_status, format_ts, status_topic
+
+    publisher.client.publish(status_topic(tenant, "h1-fall"), encode_status(True, 64, 1_795_000_000_000), 1, True)
+    publisher.raw(status_topic(tenant, "h1-btn"), b'{"online": "yes"}')
+    deadline = time.monotonic() + 5
+    devices: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        devices = {d["device_id"]: d for d in (await api.client.get("/api/devices")).json()["devices"]}
+        if devices["h1-fall"]["online"] is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert devices["h1-fall"]["online"] is True and devices["h1-fall"]["battery"] == 64
+    assert devices["h1-fall"]["status_at"] == format_ts(1_795_000_000_000)
+    assert devices["h1-btn"]["online"] is None
+    metrics = (await api.client.get("/metrics")).text
+    assert 'responsecentre_events_rejected_total{reason="schema"} 1.0' in metrics

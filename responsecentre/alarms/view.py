@@ -6,16 +6,14 @@ by the resident endpoints, behind a role check and an audit record.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from responsecentre.alarms.model import Alarm, Entry
+from responsecentre.contract import format_ts
 
 
 def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ms is None else format_ts(ms)
 
 
 def alarm_view(alarm: Alarm) -> dict[str, Any]:

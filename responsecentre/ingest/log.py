@@ -7,13 +7,14 @@ goes to Redis in one pipelined round trip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
-from responsecentre.contract import Event
+from responsecentre.contract import DeviceStatus, Event
 from responsecentre.store.keys import DEAD_LETTER_MAXLEN, KEYS, SEEN_TTL_S, Keys
 
 EVENT_LOG_MAXLEN = 1_000_000  # per tenant; the engine reads far behind only after an outage
@@ -41,7 +42,9 @@ class EventLog:
         self.keys = keys
         self._store = redis.register_script(_STORE)
 
-    async def append(self, stored: list[Stored], dead: list[dict[str, Any]]) -> list[str | None]:
+    async def append(
+        self, stored: list[Stored], dead: list[dict[str, Any]], statuses: Sequence[tuple[DeviceStatus, int]] = ()
+    ) -> list[str | None]:
         """Store a batch; returns the stream id per event, None for a duplicate."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in stored:
@@ -69,6 +72,9 @@ class EventLog:
                     args=[SEEN_TTL_S, EVENT_LOG_MAXLEN, *fields],
                     client=pipe,
                 )
+            for status, received_ms in statuses:
+                record = {"online": status.online, "battery": status.battery, "ts": status.ts_ms, "recv": received_ms}
+                pipe.hset(self.keys.device_status(status.tenant), status.device_id, msgspec.json.encode(record))
             for record in dead:
                 pipe.xadd(self.keys.dead_letters(), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             results = await pipe.execute()

@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from responsecentre.config import MqttUrl
-from responsecentre.contract import EVENTS_SUBSCRIPTION
+from responsecentre.contract import EVENTS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 from responsecentre.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class BrokerLink:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        client.subscribe(EVENTS_SUBSCRIPTION, qos=1)
+        client.subscribe([(EVENTS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
         self.metrics.mqtt_connected.set(1)
         self._loop.call_soon_threadsafe(self.connected.set)
         log.info(

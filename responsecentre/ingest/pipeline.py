@@ -15,7 +15,7 @@ import time
 from redis.exceptions import RedisError
 
 from responsecentre.config import Settings
-from responsecentre.contract import Rejected, RejectReason, decode_event
+from responsecentre.contract import DeviceStatus, Rejected, RejectReason, decode_event, decode_status
 from responsecentre.directory import Directory
 from responsecentre.ingest.log import EventLog, Stored, dead_letter_record
 from responsecentre.ingest.mqtt import BrokerLink, Inbound
@@ -67,17 +67,26 @@ class Ingest:
                 batch.append(inbox.get_nowait())
         return batch
 
-    def _classify(self, batch: list[Inbound]) -> tuple[list[Stored], list[dict[str, object]]]:
+    def _known(self, tenant: str, device_id: str) -> None:
+        if self.directory.device(tenant, device_id) is None:
+            raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered in tenant {tenant!r}")
+
+    def _classify(
+        self, batch: list[Inbound]
+    ) -> tuple[list[Stored], list[dict[str, object]], list[tuple[DeviceStatus, int]]]:
         stored: list[Stored] = []
         dead: list[dict[str, object]] = []
+        statuses: list[tuple[DeviceStatus, int]] = []
         for item in batch:
             try:
+                if item.topic.endswith("/status"):
+                    status = decode_status(item.topic, item.payload)
+                    self._known(status.tenant, status.device_id)
+                    statuses.append((status, item.received_ms))
+                    self.metrics.statuses.inc()
+                    continue
                 event = decode_event(item.topic, item.payload)
-                if self.directory.device(event.tenant, event.device_id) is None:
-                    raise Rejected(
-                        RejectReason.UNKNOWN_DEVICE,
-                        f"device {event.device_id!r} is not registered in tenant {event.tenant!r}",
-                    )
+                self._known(event.tenant, event.device_id)
             except Rejected as exc:
                 self.metrics.events_rejected.labels(str(exc.reason)).inc()
                 dead.append(dead_letter_record(item.topic, item.payload, str(exc.reason), exc.detail, item.received_ms))
@@ -85,14 +94,14 @@ class Ingest:
                 continue
             self.metrics.events_in.labels(event.tenant).inc()
             stored.append(Stored(event, engine_time(event.ts_ms, item.received_ms, self.settings), item.received_ms))
-        return stored, dead
+        return stored, dead, statuses
 
     async def _store(self, batch: list[Inbound]) -> None:
-        stored, dead = self._classify(batch)
+        stored, dead, statuses = self._classify(batch)
         delay = 0.1
         while True:
             try:
-                ids = await self.event_log.append(stored, dead)
+                ids = await self.event_log.append(stored, dead, statuses)
                 break
             except (RedisError, OSError) as exc:
                 # Nothing is acked: the broker holds these messages until Redis is back.

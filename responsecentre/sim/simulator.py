@@ -27,15 +27,12 @@ the id it had and the centre's dedup makes it harmless. Timestamps are sim time:
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import msgspec
 
 from responsecentre import contract
 from responsecentre.sim.homes import SimDevice, SimHome
@@ -76,19 +73,9 @@ class Publish:
     event_type: str | None = None
 
 
-def format_ts(ts_ms: int) -> str:
-    """RFC 3339 UTC with milliseconds, as `contract.encode_event` writes `ts`."""
-    stamp = dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
-
-
-def status_payload(online: bool, battery: int | None, ts_ms: int) -> bytes:
-    """The retained status body of contract v1 (`battery` omitted when unknown)."""
-    body: dict[str, Any] = {"online": online}
-    if battery is not None:
-        body["battery"] = battery
-    body["ts"] = format_ts(ts_ms)
-    return msgspec.json.encode(body)
+# The contract owns the wire formats; re-exported here for the simulator's callers.
+format_ts = contract.format_ts
+status_payload = contract.encode_status
 
 
 class _Device:

@@ -22,6 +22,10 @@ class Keys:
         """String with a TTL: this (device, event id) is stored; redelivery is a no-op."""
         return f"{self.prefix}:{tenant}:seen:{device_id}:{event_id}"
 
+    def device_status(self, tenant: str) -> str:
+        """Hash: device id -> its latest retained status (online, battery, ts, received)."""
+        return f"{self.prefix}:{tenant}:device-status"
+
     def dead_letters(self) -> str:
         """Stream: inbound messages that broke the contract, with the reason."""
         return f"{self.prefix}:deadletters"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Form, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -26,7 +27,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from responsecentre.alarms.desk import AlarmDesk, AlarmNotFound
 from responsecentre.alarms.model import CLOSING_CODES, TransitionError
-from responsecentre.alarms.view import alarm_view, entry_view
+from responsecentre.alarms.view import alarm_view, entry_view, iso
 from responsecentre.directory import Directory
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
@@ -254,14 +255,29 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.get("/api/devices", tags=["devices"])
     async def list_devices(tenant: str | None = None, _: Principal = Depends(require(*ALL_ROLES))) -> dict[str, Any]:
-        """Registered devices (no resident data)."""
-        return {
-            "devices": [
-                {"tenant": d.tenant, "device_id": d.device_id, "kind": d.kind, "home_id": d.home_id}
-                for d in ctx.directory.device_list
-                if tenant is None or d.tenant == tenant
-            ]
-        }
+        """Registered devices with their latest retained status (no resident data)."""
+        tenants = [tenant] if tenant is not None else ctx.directory.tenants
+        status: dict[tuple[str, str], dict[str, Any]] = {}
+        for t in tenants:
+            for device_id, raw in (await ctx.redis.hgetall(KEYS.device_status(t))).items():
+                status[(t, device_id.decode())] = msgspec.json.decode(raw)
+        devices = []
+        for d in ctx.directory.device_list:
+            if d.tenant not in tenants:
+                continue
+            s = status.get((d.tenant, d.device_id))
+            devices.append(
+                {
+                    "tenant": d.tenant,
+                    "device_id": d.device_id,
+                    "kind": d.kind,
+                    "home_id": d.home_id,
+                    "online": s["online"] if s else None,
+                    "battery": s["battery"] if s else None,
+                    "status_at": iso(s["ts"] or s["recv"]) if s else None,
+                }
+            )
+        return {"devices": devices}
 
     @app.get("/api/homes/{tenant}/{home_id}", tags=["homes"])
     async def get_home(
