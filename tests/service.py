@@ -203,6 +203,7 @@ class Publisher:
             protocol=mqtt.MQTTv5,
             client_id=f"dev-{uuid.uuid4().hex[:8]}",
         )
+        self.client.max_inflight_messages_set(1000)
         self.client.connect(host, port)
         self.client.loop_start()
 
@@ -215,6 +216,20 @@ class Publisher:
     ) -> None:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
         self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
+
+    def burst(
+        self, tenant: str, devices: list[str], n: int, type_: str = "device.heartbeat", tag: str = ""
+    ) -> None:
+        """n QoS 1 events as fast as the broker takes them, waiting for every PUBACK."""
+        ts = int(time.time() * 1000)
+        infos = [
+            self.client.publish(
+                events_topic(tenant, devices[i % len(devices)]), encode_event(f"burst{tag}-{i}", type_, ts), qos=1
+            )
+            for i in range(n)
+        ]
+        for info in infos:
+            info.wait_for_publish(30)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -74,3 +74,39 @@ async def test_a_broker_restart_is_survived(
     finally:
         await api.close()
         svc.stop()
+
+
+async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str, publisher: Publisher
+) -> None:
+    """A broker with a backlog for our session may send more than our Receive Maximum at
+    once; ingest must hold back (flow control), never drop, and never stall."""
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=redis_url)
+    svc.start()
+    n = 40_000
+    second = Publisher(mosquitto.host, mosquitto.port)
+    try:  # two devices' worth of publishers at once, faster than ingest stores
+        await asyncio.gather(
+            asyncio.to_thread(publisher.burst, tenant, ["h1-btn", "h2-btn"], n // 2, "device.heartbeat", "a"),
+            asyncio.to_thread(second.burst, tenant, ["h3-btn", "h3-fall"], n // 2, "device.heartbeat", "b"),
+        )
+    finally:
+        second.close()
+    api = Api(svc.base_url)
+    try:
+        stored = 0.0
+        for _ in range(600):  # bounded: 60 s
+            text = (await api.client.get("/metrics")).text
+            stored = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("responsecentre_events_stored_total{")
+            )
+            if stored >= n:
+                break
+            await asyncio.sleep(0.1)
+        assert stored == n, f"{stored:.0f} of {n} stored\n{svc.log_tail()}"
+        assert "inbox full" not in svc.log_path.read_text()
+    finally:
+        await api.close()
+        svc.stop()

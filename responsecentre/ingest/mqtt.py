@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -48,15 +49,17 @@ class BrokerLink:
         client_id: str,
         session_expiry_s: int,
         metrics: Metrics,
-        queue_size: int = RECEIVE_MAXIMUM * 2,
+        queue_size: int = RECEIVE_MAXIMUM * 4,
     ) -> None:
         self.url = url
         self.metrics = metrics
         self.session_expiry_s = session_expiry_s
-        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=queue_size)
+        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()  # bounded by _slots
+        self._slots = threading.Semaphore(queue_size)
         self.connected = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._generation = 0
+        self._stopping = False
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -84,6 +87,7 @@ class BrokerLink:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -112,18 +116,27 @@ class BrokerLink:
         log.warning("disconnected from the broker (%s); paho reconnects", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        item = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, int(time.time() * 1000))
-        self._loop.call_soon_threadsafe(self._put, item)
+        """Hand the message to asyncio, waiting while the inbox is full.
 
-    def _put(self, item: Inbound) -> None:
-        # The queue holds at most what the broker may have in flight (ReceiveMaximum), so
-        # it cannot fill; if it ever did, dropping unacked is safe: the broker resends.
+        Waiting here is the flow control: paho stops reading the socket, TCP pushes back,
+        and the broker holds the rest. (mosquitto does not always keep to our Receive
+        Maximum, so the inbox can fill; a message is never dropped here, because a
+        dropped unacked message is not resent while the connection stays up, and it
+        would hold one of the broker's in-flight slots for good.)"""
+        item = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, int(time.time() * 1000))
+        while not self._slots.acquire(timeout=0.5):
+            if self._stopping:  # unacked: the broker resends it to the next session
+                return
         try:
-            self.inbox.put_nowait(item)
-        except asyncio.QueueFull:
-            log.error("inbox full; message %s left unacked for redelivery", item.mid)
+            self._loop.call_soon_threadsafe(self.inbox.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: shutting down, unacked
+            return
 
     # -- called from asyncio ----------------------------------------------------------------
+
+    def taken(self, n: int) -> None:
+        """The consumer took `n` messages off the inbox: room for `n` more."""
+        self._slots.release(n)
 
     def ack(self, item: Inbound) -> None:
         """PUBACK, once the event is durably stored. A message from an earlier

@@ -65,6 +65,7 @@ class Ingest:
                     break
             else:
                 batch.append(inbox.get_nowait())
+        self.link.taken(len(batch))
         return batch
 
     def _known(self, tenant: str, device_id: str) -> None:
