@@ -217,9 +217,7 @@ class Publisher:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
         self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
 
-    def burst(
-        self, tenant: str, devices: list[str], n: int, type_: str = "device.heartbeat", tag: str = ""
-    ) -> None:
+    def burst(self, tenant: str, devices: list[str], n: int, type_: str = "device.heartbeat", tag: str = "") -> None:
         """n QoS 1 events as fast as the broker takes them, waiting for every PUBACK."""
         ts = int(time.time() * 1000)
         infos = [

@@ -54,6 +54,9 @@ async def test_a_new_alarm_appears_live_and_is_acknowledged_and_resolved_from_th
     browser: Browser, service: ServiceProcess, publisher: Publisher, tenant: str
 ) -> None:
     page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
     await login(page, service.base_url)
     await expect(page.locator("#open-count")).to_have_text("0")
 
@@ -78,6 +81,7 @@ async def test_a_new_alarm_appears_live_and_is_acknowledged_and_resolved_from_th
     await page.click("#resolve-submit")
     await expect(page.locator("tr.alarm")).to_have_count(0)
     await expect(page.locator("#open-count")).to_have_text("0")
+    assert not errors, errors  # no script error, no Content-Security-Policy violation
 
 
 async def test_the_console_shows_a_lost_connection_and_recovers_without_losing_updates(

@@ -43,7 +43,6 @@ class Ingest:
         self.directory = directory
         self.metrics = metrics
         self.settings = settings
-        self.stored_signal = asyncio.Event()  # wakes the rule processor early
 
     async def run(self) -> None:
         while True:
@@ -116,4 +115,3 @@ class Ingest:
                 self.metrics.events_stored.labels(s.event.tenant).inc()
         for item in batch:
             self.link.ack(item)
-        self.stored_signal.set()

@@ -47,6 +47,16 @@ from responsecentre.web.auth import (
 
 STATIC = Path(__file__).resolve().parent / "static"
 
+# The console and login pages load only our own scripts and styles and talk only to us.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
 
 @dataclass
 class AppContext:
@@ -114,7 +124,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.get("/login", include_in_schema=False)
     async def login_page() -> FileResponse:
-        return FileResponse(STATIC / "login.html")
+        return FileResponse(STATIC / "login.html", headers=PAGE_HEADERS)
 
     @app.post("/login", include_in_schema=False)
     async def login(username: str = Form(...), password: str = Form(...), next: str = Form("/console")) -> Response:
@@ -142,7 +152,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         principal = await authenticate(request)
         if principal is None:
             return RedirectResponse("/login?next=/console", status_code=303)
-        return FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
+        return FileResponse(STATIC / "console.html", headers={**PAGE_HEADERS, "Cache-Control": "no-store"})
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:
