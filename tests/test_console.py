@@ -57,6 +57,8 @@ async def test_a_new_alarm_appears_live_and_is_acknowledged_and_resolved_from_th
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((service.base_url, "data:")) else outside.append(r.url))
     await login(page, service.base_url)
     await expect(page.locator("#open-count")).to_have_text("0")
 
@@ -82,6 +84,7 @@ async def test_a_new_alarm_appears_live_and_is_acknowledged_and_resolved_from_th
     await expect(page.locator("tr.alarm")).to_have_count(0)
     await expect(page.locator("#open-count")).to_have_text("0")
     assert not errors, errors  # no script error, no Content-Security-Policy violation
+    assert not outside, outside  # local assets only: the centre works when the internet is down
 
 
 async def test_the_console_shows_a_lost_connection_and_recovers_without_losing_updates(

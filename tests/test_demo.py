@@ -1,0 +1,77 @@
+"""`responsecentre demo`, the main command: it starts everything, says where, and Ctrl-C
+stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from responsecentre.servers import free_port
+from tests.service import ROOT
+
+
+def processes_under(path: Path | str) -> list[str]:
+    """Command lines of running processes that mention `path` (our servers' config/dirs)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RC_")}
+    env["NUMBA_CACHE_DIR"] = str(ROOT / ".cache" / "numba")
+    out = (tmp_path / "demo.out").open("w+b")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "responsecentre", "demo", "--data-dir", str(data), "--port", str(port)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline and "logins" not in text:
+            assert proc.poll() is None, Path(out.name).read_text()
+            time.sleep(0.1)
+            text = Path(out.name).read_text()
+        assert f"http://127.0.0.1:{port}/console" in text
+        broker = re.search(r"mqtt://127\.0\.0\.1:(\d+)", text)
+        assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
+        assert "operator / operator-demo" in text and "mosquitto_pub" in text
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert ready
+        r = httpx.get(f"http://127.0.0.1:{port}/api/devices", auth=("operator", "operator-demo"), timeout=5)
+        assert len(r.json()["devices"]) >= 80  # the 20 demo homes
+        assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
+        sim = f"mqtt://127.0.0.1:{broker.group(1)}"
+        assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(30) == 0
+        time.sleep(0.2)
+        assert processes_under(data) == [] and processes_under(sim) == [], "demo left processes running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        out.close()
