@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from report import append_results, cpu_name
 
 from responsecentre.contract import TYPE_ID
 from responsecentre.engine import Engine, EventBatch, ReferenceEngine, RuleKind, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules" / "default.yaml"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 
 # Share of the stream by event type: a region's welfare technology at an ordinary hour.
 MIX = {
@@ -144,16 +144,6 @@ def compile_times(runs: int) -> tuple[float, float, float]:
         cold, _ = once()
         warm = [once() for _ in range(runs)]
     return cold, statistics.median(w[0] for w in warm), statistics.median(w[1] for w in warm)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -276,11 +266,7 @@ def main() -> None:
 {header}
 {table}
 """
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in bench/.\n")
-    with RESULTS.open("a") as f:
-        f.write(section)
-    print(f"\nappended to {RESULTS.relative_to(ROOT)}")
+    append_results(section)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
+from report import append_results, cpu_name
 from websockets.sync.client import connect as ws_connect
 
 from responsecentre.contract import encode_event, events_topic
@@ -62,7 +63,6 @@ from responsecentre.servers import Mosquitto, Redis, free_port
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules" / "default.yaml"
 CHAINS = ROOT / "escalation" / "chains.yaml"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 TENANT = "bench"
 OPERATOR = "bench-operator"
 DEVICE_KINDS = ("safety_alarm", "fall_sensor", "medicine_dispenser", "door_sensor")
@@ -613,16 +613,6 @@ def resolve_open(base_url: str, password: str) -> int:
 # -- report --------------------------------------------------------------------------------------
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def version(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
@@ -783,11 +773,7 @@ histogram: ingest receive -> alarm transaction stored (quantiles interpolated wi
 {header}
 {table}
 """
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nAppended by the scripts in bench/.\n")
-    with RESULTS.open("a") as f:
-        f.write(section)
-    print(f"\nappended to {RESULTS.relative_to(ROOT)}")
+    append_results(section)
 
 
 def broker_binary() -> str:
