@@ -63,6 +63,14 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
         assert ready
         r = httpx.get(f"http://127.0.0.1:{port}/api/devices", auth=("operator", "operator-demo"), timeout=5)
         assert len(r.json()["devices"]) >= 80  # the 20 demo homes
+        statuses = 0.0
+        while time.monotonic() < deadline and statuses < 80:  # the simulator's retained statuses
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            found = re.search(r"^responsecentre_device_statuses_total (\S+)$", metrics, re.M)
+            statuses = float(found.group(1)) if found else 0.0
+            time.sleep(0.1)
+        assert statuses >= 80
+        assert "responsecentre_events_rejected_total{" not in metrics  # the simulator speaks the contract
         assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
         sim = f"mqtt://127.0.0.1:{broker.group(1)}"
         assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"

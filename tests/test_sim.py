@@ -25,7 +25,7 @@ from responsecentre.sim.homes import (
     parse_duration_ms,
     with_tenant,
 )
-from responsecentre.sim.mqtt import main, parse_broker_url, run_simulator
+from responsecentre.sim.mqtt import main, parse_broker_url, run_simulator, sentinel_topic
 from responsecentre.sim.simulator import Publish, Simulator
 
 START = 1_795_000_000_000  # 2026-11-18, a fixed start so runs compare
@@ -323,14 +323,16 @@ def test_shell_status_is_retained_and_sentinel_goes_offline(mosquitto, tenant: s
     done = threading.Event()
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     wanted = {contract.status_topic(tenant, d.device_id) for d in sim_homes[0].devices}
-    wanted.add(contract.status_topic(tenant, "sim"))
+    wanted.add(sentinel_topic(tenant))
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         got[msg.topic] = msgspec.json.decode(msg.payload)
         if wanted <= set(got):
             done.set()
 
-    client.on_connect = lambda c, *_: c.subscribe(f"{contract.PREFIX}/{tenant}/devices/+/status", qos=1)
+    client.on_connect = lambda c, *_: c.subscribe(
+        [(f"{contract.PREFIX}/{tenant}/devices/+/status", 1), (sentinel_topic(tenant), 1)]
+    )
     client.on_message = on_message
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()
@@ -339,7 +341,7 @@ def test_shell_status_is_retained_and_sentinel_goes_offline(mosquitto, tenant: s
     finally:
         client.disconnect()
         client.loop_stop()
-    assert got[contract.status_topic(tenant, "sim")]["online"] is False
+    assert got[sentinel_topic(tenant)]["online"] is False
     for device in sim_homes[0].devices:
         assert got[contract.status_topic(tenant, device.device_id)]["online"] is True
 

@@ -3,8 +3,9 @@
 One client connection carries every simulated device (QoS 1). A real device sets a Last
 Will of its own on its own connection (`{"online": false}` on its status topic); one
 connection can carry only one will, so the simulator's connection sets its will on a
-sentinel device `sim` of the first tenant (`rc/v1/{tenant}/devices/sim/status`): if the
-simulator dies, that topic says so. On a clean stop the shell publishes the same offline
+topic of its own beside the devices, `rc/v1/{tenant}/simulator/status` of the first tenant
+(outside `devices/`, so the centre does not take the simulator for an unknown device):
+if the simulator dies, that topic says so. On a clean stop the shell publishes the same offline
 status itself (a will is not sent on a clean disconnect).
 
     responsecentre sim --homes 5 --broker mqtt://127.0.0.1:1883 --speed 60 --duration 120
@@ -34,7 +35,12 @@ from responsecentre import contract
 from responsecentre.sim.homes import SimHome, default_homes_path, load_homes
 from responsecentre.sim.simulator import Simulator, format_ts, status_payload
 
-SENTINEL_DEVICE = "sim"
+
+def sentinel_topic(tenant: str) -> str:
+    """Where the simulator's own online status (and Last Will) goes."""
+    return f"{contract.PREFIX}/{tenant}/simulator/status"
+
+
 TICK_S = 0.1
 REPORT_EVERY_S = 10.0
 CONNECT_TIMEOUT_S = 10.0
@@ -133,7 +139,7 @@ def run_simulator(
         events_per_hour_per_home=rate,
         first_event_number=wall_start_ms,
     )
-    sentinel = contract.status_topic(homes[0].tenant, SENTINEL_DEVICE)
+    sentinel = sentinel_topic(homes[0].tenant)
 
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
