@@ -3,6 +3,7 @@ stops everything it started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -17,17 +18,29 @@ from responsecentre.servers import free_port
 from tests.service import ROOT
 
 
-def processes_under(path: Path | str) -> list[str]:
-    """Command lines of running processes that mention `path` (our servers' config/dirs)."""
-    found = []
+def _processes(marker: Path | str) -> dict[int, str]:
+    found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(path) in cmdline:
-            found.append(cmdline)
+        if str(marker) in cmdline and int(pid) != os.getpid():
+            found[int(pid)] = cmdline
     return found
+
+
+def processes_under(marker: Path | str) -> list[str]:
+    """Command lines of running processes that mention `marker` (our servers' dirs, the
+    simulator's broker URL)."""
+    return list(_processes(marker).values())
+
+
+def kill_processes_under(marker: Path | str) -> None:
+    """After a failed test: nothing of ours may outlive it."""
+    for pid in _processes(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
@@ -43,6 +56,7 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
         cwd=ROOT,
         env=env,
     )
+    sim = ""
     try:
         deadline = time.monotonic() + 60
         text = ""
@@ -53,6 +67,7 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
         assert f"http://127.0.0.1:{port}/console" in text
         broker = re.search(r"mqtt://127\.0\.0\.1:(\d+)", text)
         assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
+        sim = f"--broker mqtt://127.0.0.1:{broker.group(1)} "
         assert "operator / operator-demo" in text and "mosquitto_pub" in text
         ready = False
         while time.monotonic() < deadline and not ready:
@@ -72,7 +87,6 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
         assert statuses >= 80
         assert "responsecentre_events_rejected_total{" not in metrics  # the simulator speaks the contract
         assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
-        sim = f"mqtt://127.0.0.1:{broker.group(1)}"
         assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(30) == 0
@@ -80,6 +94,13 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
         assert processes_under(data) == [] and processes_under(sim) == [], "demo left processes running"
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+            proc.send_signal(signal.SIGINT)  # let the demo stop what it started
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        kill_processes_under(data)
+        if sim:
+            kill_processes_under(sim)
         out.close()
