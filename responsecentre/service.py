@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.config import Settings
@@ -75,7 +79,14 @@ class Service:
         self.chains = chains if chains is not None else load_chains(settings.chains_path)
         check_chains(self.pack, self.chains)
         self.metrics = metrics or Metrics()
-        self.redis = aioredis.Redis.from_url(settings.redis_url, health_check_interval=10)
+        # After a Redis restart every pooled connection is dead; retrying on a fresh one
+        # makes the first requests after the restart succeed instead of failing.
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            health_check_interval=10,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
         self.users = Users(self.redis)
         self.engine = Engine(self.pack, self.directory.device_home())  # compiles/loads kernels now

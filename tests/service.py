@@ -240,6 +240,8 @@ class Api:
 
     async def alarms(self, state: str = "open") -> list[dict[str, Any]]:
         r = await self.client.get("/api/alarms", params={"state": state})
+        if r.status_code == 503:  # storage restarting: the API says retry, as a console would
+            return []
         r.raise_for_status()
         return r.json()["alarms"]
 

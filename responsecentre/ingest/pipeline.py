@@ -80,6 +80,8 @@ class Ingest:
         for item in batch:
             try:
                 if item.topic.endswith("/status"):
+                    if not item.payload:  # an empty retained message clears the status: MQTT's delete
+                        continue
                     status = decode_status(item.topic, item.payload)
                     self._known(status.tenant, status.device_id)
                     statuses.append((status, item.received_ms))

@@ -96,6 +96,14 @@ def create_app(ctx: AppContext) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+
+    @app.exception_handler(RedisError)
+    async def storage_unavailable(request: Request, exc: RedisError) -> JSONResponse:
+        """Redis down or restarting: say so (503, retry) rather than a bare 500."""
+        return JSONResponse(
+            {"detail": "alarm storage is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
     app.state.users = ctx.users
     app.state.sessions = Sessions(ctx.secret_key)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
