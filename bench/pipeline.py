@@ -58,7 +58,7 @@ from report import append_results, cpu_name
 from websockets.sync.client import connect as ws_connect
 
 from responsecentre.contract import encode_event, events_topic
-from responsecentre.servers import Mosquitto, Redis, free_port
+from responsecentre.servers import Centre, Mosquitto, Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules" / "default.yaml"
@@ -126,61 +126,44 @@ def seed_operator(redis_url: str, password: str) -> None:
     asyncio.run(go())
 
 
-class Service:
+class Service(Centre):
     """The service as a child process. `restart` keeps the MQTT client id, so the new process
     resumes the persistent session and the broker redelivers what was left unacked."""
 
     def __init__(self, workdir: Path, broker: Mosquitto, redis: Redis, homes: Path, staff: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "RC_CLIENT_ID": f"rc-bench-{secrets.token_hex(4)}",
-            "RC_SECRET_KEY": secrets.token_hex(16),
-            "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
-        }
-        self.argv = [
-            sys.executable, "-m", "responsecentre", "run",
-            "--broker", broker.url, "--redis", redis.url, "--port", str(self.port),
-            "--rules", str(RULES), "--chains", str(CHAINS), "--homes", str(homes), "--staff", str(staff),
-        ]  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(
+            workdir=workdir,
+            ready_timeout_s=READY_TIMEOUT_S,
+            args=[
+                "--broker",
+                broker.url,
+                "--redis",
+                redis.url,
+                "--rules",
+                str(RULES),
+                "--chains",
+                str(CHAINS),
+                "--homes",
+                str(homes),
+                "--staff",
+                str(staff),
+            ],
+            env={
+                "RC_CLIENT_ID": f"rc-bench-{secrets.token_hex(4)}",
+                "RC_SECRET_KEY": secrets.token_hex(16),
+                "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
+            },
+        )
 
-    def start(self) -> float:
+    def start(self) -> float:  # type: ignore[override]
         """Start and wait for /readyz; the seconds that took."""
-        with (self.workdir / "service.log").open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=self.env)
         started = time.monotonic()
-        while time.monotonic() - started < READY_TIMEOUT_S:
-            self.check()
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"service not ready after {READY_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+        super().start()
+        return time.monotonic() - started
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join((self.workdir / "service.log").read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 # -- MQTT ----------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,7 @@ class ServerProcess:
     workdir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    ready_timeout_s: float = READY_TIMEOUT_S
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -67,15 +71,24 @@ class ServerProcess:
             return True
         return False
 
+    def environ(self) -> dict[str, str] | None:
+        """The child's environment; None inherits ours."""
+        return None
+
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            self.argv(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.environ(),
+            start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
@@ -83,7 +96,9 @@ class ServerProcess:
                 return
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"{self.name} did not accept connections on {self.host}:{self.port}:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} not ready on {self.host}:{self.port} after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:
@@ -192,3 +207,46 @@ class Redis(ServerProcess):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
+
+
+@dataclass(kw_only=True)
+class Centre(ServerProcess):
+    """The service itself (`python -m responsecentre run`) as a child process, ready when
+    /readyz answers 200: for the end-to-end and crash tests and the pipeline benchmark.
+    `args` are its flags beyond --host/--port, `env` its settings (RC_*) on top of ours."""
+
+    name: str = "service"
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 60.0
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "responsecentre",
+            "run",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1.0) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Generator
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -52,16 +51,6 @@ def check_chains(pack: RulePack, chains: dict[str, Chain]) -> None:
     missing = sorted({r.chain for r in pack.rules} - set(chains))
     if missing:
         raise ValueError(f"rules name chains that escalation/chains.yaml does not define: {', '.join(missing)}")
-
-
-@dataclass
-class Parts:
-    redis: aioredis.Redis
-    directory: Directory
-    desk: AlarmDesk
-    users: Users
-    metrics: Metrics
-    app: FastAPI
 
 
 class Service:

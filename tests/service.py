@@ -7,10 +7,6 @@ its own MQTT client id (so its own persistent session) and a flushed Redis datab
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +19,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre.contract import encode_event, events_topic
-from responsecentre.servers import free_port
+from responsecentre.servers import Centre
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,100 +94,37 @@ def staff_doc(tenant: str) -> dict[str, Any]:
     }
 
 
-@dataclass
-class ServiceProcess:
+@dataclass(kw_only=True)
+class ServiceProcess(Centre):
+    """The service for one test: its tenant's homes, staff, rules and chains in `workdir`,
+    its own MQTT client id (so its own persistent session), short sweep and snapshot periods."""
+
     tenant: str
-    workdir: Path
     mqtt_url: str
     redis_url: str
     rules: str = TEST_RULES
     chains: dict[str, Any] = field(default_factory=lambda: TEST_CHAINS)
-    port: int = field(default_factory=free_port)
     client_id: str = field(default_factory=lambda: f"rc-test-{uuid.uuid4().hex[:8]}")
-    proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "rules.yaml").write_text(self.rules)
-        (self.workdir / "chains.yaml").write_text(yaml.safe_dump(self.chains))
-        (self.workdir / "homes.yaml").write_text(yaml.safe_dump(homes_doc(self.tenant)))
-        (self.workdir / "staff.yaml").write_text(yaml.safe_dump(staff_doc(self.tenant)))
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "service.log"
-
-    def start(self, wait: bool = True) -> None:
-        env = dict(os.environ)
-        env.update(
+        super().__post_init__()
+        files = {
+            "rules": self.rules,
+            "chains": yaml.safe_dump(self.chains),
+            "homes": yaml.safe_dump(homes_doc(self.tenant)),
+            "staff": yaml.safe_dump(staff_doc(self.tenant)),
+        }
+        for flag, text in files.items():
+            (self.workdir / f"{flag}.yaml").write_text(text)
+            self.args += [f"--{flag}", str(self.workdir / f"{flag}.yaml")]
+        self.args += ["--broker", self.mqtt_url, "--redis", self.redis_url]
+        self.env.update(
             RC_CLIENT_ID=self.client_id,
             RC_SECRET_KEY="test-secret",
             RC_SNAPSHOT_S="0.5",
             RC_SWEEP_MS="100",
             NUMBA_CACHE_DIR=str(ROOT / ".cache" / "numba"),
         )
-        argv = [
-            sys.executable,
-            "-m",
-            "responsecentre",
-            "run",
-            "--broker",
-            self.mqtt_url,
-            "--redis",
-            self.redis_url,
-            "--port",
-            str(self.port),
-            "--rules",
-            str(self.workdir / "rules.yaml"),
-            "--chains",
-            str(self.workdir / "chains.yaml"),
-            "--homes",
-            str(self.workdir / "homes.yaml"),
-            "--staff",
-            str(self.workdir / "staff.yaml"),
-        ]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"service not ready after {timeout}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
 
 class Publisher:

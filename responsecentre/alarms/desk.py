@@ -111,6 +111,10 @@ class AlarmDesk:
         alarms.sort(key=queue_key)
         return alarms
 
+    async def count_open(self) -> int:
+        """For the gauge on each scrape: the size of the open index, no records read."""
+        return sum([await self.redis.hlen(self.keys.open_alarms(t)) for t in self.directory.tenants])
+
     async def recent_alarms(self, limit: int = 200, tenants: list[str] | None = None) -> list[Alarm]:
         alarms: list[Alarm] = []
         for tenant in tenants or self.directory.tenants:

@@ -198,7 +198,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        ctx.metrics.open_alarms.set(len(await desk.open_alarms()))
+        ctx.metrics.open_alarms.set(await desk.count_open())
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/me", tags=["session"])
