@@ -18,6 +18,12 @@ PREFIX = "rc/v1"
 MAX_PAYLOAD_BYTES = 4096
 MAX_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 64
+# Deeper JSON than this is refused before it is decoded: a device has no use for it, and
+# a recursive decoder given ~1,000 levels raises RecursionError instead of an answer.
+MAX_NESTING = 16
+# Epoch milliseconds the contract accepts, for integers and RFC 3339 strings alike.
+MIN_TS_MS = 0  # 1970-01-01
+MAX_TS_MS = 32503680000000 - 1  # the last millisecond of year 2999
 
 # Every event type of contract v1. The order is part of the engine's compiled tables
 # (type ids index into it): append new types at the end, never reorder.
@@ -60,6 +66,7 @@ class RejectReason(StrEnum):
     BAD_TIMESTAMP = "bad_timestamp"  # `ts` is neither RFC 3339 nor epoch milliseconds
     BAD_TOPIC = "bad_topic"  # topic outside rc/v1/{tenant}/devices/{device_id}/events
     UNKNOWN_DEVICE = "unknown_device"  # topic names a device the centre does not know
+    INTERNAL = "internal"  # our own failure on this message (a bug): kept, counted, loop goes on
 
 
 class StatusPayload(msgspec.Struct, forbid_unknown_fields=False):
@@ -141,6 +148,9 @@ def page_topic(tenant: str, staff_id: str) -> str:
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/events"
 STATUS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/status"
+# What ingest subscribes to: everything under devices/, so a message on a malformed
+# device topic (an extra level, say) is dead-lettered as bad_topic instead of vanishing.
+DEVICES_SUBSCRIPTION = f"{PREFIX}/+/devices/#"
 
 
 def _valid_token(token: str) -> bool:
@@ -168,24 +178,33 @@ def parse_events_topic(topic: str) -> EventTopic:
     return parse_device_topic(topic, "events")
 
 
+def parse_status_topic(topic: str) -> EventTopic:
+    return parse_device_topic(topic, "status")
+
+
 def parse_ts(ts: str | int) -> int:
     """RFC 3339 string or epoch milliseconds -> epoch milliseconds."""
     if isinstance(ts, bool):
         raise Rejected(RejectReason.BAD_TIMESTAMP, "ts must be RFC 3339 or epoch milliseconds")
     if isinstance(ts, int):
-        if not 0 <= ts < 32503680000000:  # before year 3000
-            raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts} is out of range")
-        return ts
-    try:
-        text = ts.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts[:40]!r} is not RFC 3339") from None
-    if parsed.tzinfo is None:
-        raise Rejected(RejectReason.BAD_TIMESTAMP, "ts must carry a UTC offset (e.g. Z)")
-    return int(parsed.timestamp() * 1000)
+        ms = ts
+    else:
+        try:
+            text = ts.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts[:40]!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise Rejected(RejectReason.BAD_TIMESTAMP, "ts must carry a UTC offset (e.g. Z)")
+        try:
+            ms = int(parsed.timestamp() * 1000)
+        except (OverflowError, ValueError):  # year 1 with a positive offset lies before year 1
+            raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {ts[:40]!r} is out of range") from None
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise Rejected(RejectReason.BAD_TIMESTAMP, f"ts {str(ts)[:40]} is out of range (years 1970 to 2999)")
+    return ms
 
 
 def decode_event(topic: str, payload: bytes) -> Event:
@@ -238,15 +257,49 @@ def encode_event(
     return msgspec.json.encode(body)
 
 
+def nesting_depth(text: str) -> int:
+    """How deep objects and arrays nest, skipping string contents; a flat scan, so a
+    hostile payload costs one pass instead of a recursion per level."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
 def _decode_body(payload: bytes, decoder: msgspec.json.Decoder[Any]) -> Any:
+    """Size, then UTF-8 of the whole payload (unknown fields included: the contract says
+    UTF-8 JSON, and msgspec would otherwise raise UnicodeDecodeError from deep inside or
+    skip the bad bytes of a field it ignores), then depth, then the schema."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise Rejected(RejectReason.OVERSIZED, f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        return decoder.decode(payload)
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(RejectReason.MALFORMED_JSON, f"payload is not UTF-8 (byte {exc.start})") from None
+    if text.count("[") + text.count("{") > MAX_NESTING and nesting_depth(text) > MAX_NESTING:
+        raise Rejected(RejectReason.SCHEMA, f"JSON nests deeper than {MAX_NESTING} levels")
+    try:
+        return decoder.decode(text)
     except msgspec.ValidationError as exc:
         raise Rejected(RejectReason.SCHEMA, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise Rejected(RejectReason.MALFORMED_JSON, str(exc)) from None
+    except (RecursionError, UnicodeError, OverflowError) as exc:  # belt and braces: never an escape
+        raise Rejected(RejectReason.MALFORMED_JSON, f"{type(exc).__name__}: {exc}"[:200]) from None
 
 
 def decode_status(topic: str, payload: bytes) -> DeviceStatus:

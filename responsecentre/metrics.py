@@ -25,6 +25,18 @@ class Metrics:
         self.events_rejected = Counter(
             "responsecentre_events_rejected_total", "Messages dead-lettered, by reason", ["reason"], registry=r
         )
+        self.mqtt_messages = Counter(
+            "responsecentre_mqtt_messages_total",
+            "Messages taken from the broker, by topic leaf (events, status, other)",
+            ["leaf"],
+            registry=r,
+        )
+        self.internal_errors = Counter(
+            "responsecentre_internal_errors_total",
+            "Messages or entries a stage failed on itself (a bug), isolated so the loop went on",
+            ["stage"],
+            registry=r,
+        )
         self.statuses = Counter(
             "responsecentre_device_statuses_total", "Retained device status messages stored", registry=r
         )

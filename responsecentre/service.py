@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Generator
 
 import redis.asyncio as aioredis
@@ -28,6 +29,7 @@ from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
 from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, ensure_group, run_notifiers
 from responsecentre.escalation.timers import run_timers
+from responsecentre.faults import Faults
 from responsecentre.ingest.log import EventLog
 from responsecentre.ingest.mqtt import BrokerLink
 from responsecentre.ingest.pipeline import Ingest
@@ -68,6 +70,7 @@ class Service:
         self.chains = chains if chains is not None else load_chains(settings.chains_path)
         check_chains(self.pack, self.chains)
         self.metrics = metrics or Metrics()
+        self.faults = Faults()
         # After a Redis restart every pooled connection is dead; retrying on a fresh one
         # makes the first requests after the restart succeed instead of failing.
         self.redis = aioredis.Redis.from_url(
@@ -91,6 +94,10 @@ class Service:
         def engine_ready() -> tuple[bool, str]:
             return (self.processor is not None and self.processor.caught_up.is_set(), "engine: replaying the event log")
 
+        def no_failing_stage() -> tuple[bool, str]:
+            failing = self.faults.failing(int(time.time() * 1000))
+            return (not failing, "; ".join(f"{stage}: failing ({why})" for stage, why in failing.items()))
+
         ctx = AppContext(
             redis=self.redis,
             desk=self.desk,
@@ -99,7 +106,7 @@ class Service:
             users=self.users,
             secret_key=self.settings.secret_key or secrets.token_urlsafe(32),
             secure_cookies=self.settings.secure_cookies,
-            ready_checks=[broker_ready, engine_ready],
+            ready_checks=[broker_ready, engine_ready, no_failing_stage],
         )
         return create_app(ctx)
 
@@ -107,7 +114,7 @@ class Service:
         s = self.settings
         app = self.build_app()
         self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics)
-        ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s)
+        ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults)
         self.processor = RuleProcessor(self.redis, self.engine, self.directory, self.desk, self.metrics, s)
         notifiers = [MqttPager(self.link), IntegrationPublisher(self.link)]
         await ensure_group(self.redis)

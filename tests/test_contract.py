@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from responsecentre.contract import Rejected, RejectReason, decode_event, encode_event, parse_ts
+from responsecentre.contract import (
+    Rejected,
+    RejectReason,
+    decode_event,
+    decode_status,
+    encode_event,
+    nesting_depth,
+    parse_ts,
+)
 
 T = "rc/v1/vestby/devices/h01-btn/events"
 
@@ -50,3 +58,48 @@ def test_bad_messages_are_rejected_with_a_reason(topic: str, payload: bytes, rea
     with pytest.raises(Rejected) as info:
         decode_event(topic, payload)
     assert info.value.reason == reason and info.value.detail
+
+
+# Each of these once raised past `Rejected` (UnicodeDecodeError, RecursionError) and, at
+# QoS 1, killed the service on every restart: a crash loop from one small message.
+DEEP = b"{" + b'"a":{' * 1000 + b"}" * 1000 + b"}"
+POISON = [
+    b'{"id":"\xc3\x28","type":"alarm.button","ts":1}',
+    b'{"id":"a","type":"alarm.\xc3\x28","ts":1}',
+    b'{"id":"a","type":"alarm.button","ts":"2026-11-22T03:12:45\xc3\x28Z"}',
+    b'{"id":"a","type":"alarm.button","ts":1,"data":{"room":"\xff"}}',
+    b'{"id":"a","type":"alarm.button","ts":1,"unknown":"\xed\xa0\x80"}',
+    b'{"id":"a","type":"alarm.button","ts":1,"data":' + b'{"a":' * 1000 + b"1" + b"}" * 1000 + b"}",
+    b'{"id":"a","type":"alarm.button","ts":1,"data":{"a":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+    b'{"id":"a","type":"alarm.button","ts":1,"data":{"a":"\\ud800"}}',
+    DEEP,
+]
+
+
+@pytest.mark.parametrize("payload", POISON, ids=range(len(POISON)))
+def test_poison_events_are_rejected_not_raised(payload: bytes) -> None:
+    with pytest.raises(Rejected) as info:
+        decode_event(T, payload[:4096])
+    assert info.value.reason in (RejectReason.MALFORMED_JSON, RejectReason.SCHEMA, RejectReason.OVERSIZED)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"online":true,"ts":"\xc3\x28"}', b'{"online":true,"x":' + b"[" * 1000 + b"]" * 1000 + b"}", DEEP],
+    ids=["utf8", "deep-array", "deep-object"],
+)
+def test_poison_statuses_are_rejected_not_raised(payload: bytes) -> None:
+    with pytest.raises(Rejected):
+        decode_status("rc/v1/vestby/devices/h01-btn/status", payload[:4096])
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59Z", -1])
+def test_timestamps_outside_1970_to_2999_are_refused(ts: str | int) -> None:
+    with pytest.raises(Rejected) as info:
+        parse_ts(ts)
+    assert info.value.reason == RejectReason.BAD_TIMESTAMP
+
+
+def test_nesting_depth_skips_strings() -> None:
+    assert nesting_depth('{"a": "[[[{{{\\"[[["}') == 1
+    assert nesting_depth('{"a": [[{"b": []}]]}') == 5

@@ -30,6 +30,16 @@ DEAD_LETTER_SAMPLE = 1024  # bytes of a rejected payload kept for the integrator
 
 
 @dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A device's retained status to store, or to clear when `status` is None."""
+
+    tenant: str
+    device_id: str
+    status: DeviceStatus | None
+    received_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stored:
     event: Event
     engine_ts_ms: int
@@ -43,7 +53,7 @@ class EventLog:
         self._store = redis.register_script(_STORE)
 
     async def append(
-        self, stored: list[Stored], dead: list[dict[str, Any]], statuses: Sequence[tuple[DeviceStatus, int]] = ()
+        self, stored: list[Stored], dead: list[dict[str, Any]], statuses: Sequence[StatusChange] = ()
     ) -> list[str | None]:
         """Store a batch; returns the stream id per event, None for a duplicate."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -72,20 +82,35 @@ class EventLog:
                     args=[SEEN_TTL_S, EVENT_LOG_MAXLEN, *fields],
                     client=pipe,
                 )
-            for status, received_ms in statuses:
-                record = {"online": status.online, "battery": status.battery, "ts": status.ts_ms, "recv": received_ms}
-                pipe.hset(self.keys.device_status(status.tenant), status.device_id, msgspec.json.encode(record))
+            for change in statuses:
+                key = self.keys.device_status(change.tenant)
+                if change.status is None:
+                    pipe.hdel(key, change.device_id)
+                    continue
+                status = change.status
+                record = {
+                    "online": status.online,
+                    "battery": status.battery,
+                    "ts": status.ts_ms,
+                    "recv": change.received_ms,
+                }
+                pipe.hset(key, change.device_id, msgspec.json.encode(record))
             for record in dead:
                 pipe.xadd(self.keys.dead_letters(), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             results = await pipe.execute()
         return [r.decode() if isinstance(r, bytes) else r for r in results[: len(stored)]]
 
 
+def _text(value: str, limit: int) -> str:
+    """Bounded and always encodable: a dead letter must store whatever it describes."""
+    return value[:limit].encode("utf-8", "replace").decode("utf-8")
+
+
 def dead_letter_record(topic: str, payload: bytes, reason: str, detail: str, received_ms: int) -> dict[str, Any]:
     return {
-        "topic": topic[:512],
+        "topic": _text(topic, 512),
         "reason": reason,
-        "detail": detail[:500],
+        "detail": _text(detail, 500),
         "size": len(payload),
         "sample": payload[:DEAD_LETTER_SAMPLE],
         "recv": received_ms,

@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from responsecentre.config import MqttUrl
-from responsecentre.contract import EVENTS_SUBSCRIPTION, STATUS_SUBSCRIPTION
+from responsecentre.contract import DEVICES_SUBSCRIPTION
 from responsecentre.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class BrokerLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        # A bug in a callback is logged by paho and the network thread goes on; the
+        # default re-raises it there, which would silently end all ingest.
+        self._client.suppress_exceptions = True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,7 +101,7 @@ class BrokerLink:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        client.subscribe([(EVENTS_SUBSCRIPTION, 1), (STATUS_SUBSCRIPTION, 1)])
+        client.subscribe([(DEVICES_SUBSCRIPTION, 1)])
         self.metrics.mqtt_connected.set(1)
         self._loop.call_soon_threadsafe(self.connected.set)
         log.info(
@@ -123,7 +126,14 @@ class BrokerLink:
         Maximum, so the inbox can fill; a message is never dropped here, because a
         dropped unacked message is not resent while the connection stays up, and it
         would hold one of the broker's in-flight slots for good.)"""
-        item = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, int(time.time() * 1000))
+        # An exception here would end paho's network thread and with it all ingest, so
+        # nothing in this callback may raise: the topic is decoded leniently (the broker
+        # enforces UTF-8 topics, but we do not bet the centre on it) and validated later.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", "replace")
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, int(time.time() * 1000))
         while not self._slots.acquire(timeout=0.5):
             if self._stopping:  # unacked: the broker resends it to the next session
                 return

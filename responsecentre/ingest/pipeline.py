@@ -4,22 +4,37 @@ The order is the guarantee: a message is acked only after its event (or its dead
 record) is in Redis. If Redis is down the batch is retried and nothing is acked, so the
 broker keeps every message; if the service dies, the broker redelivers and the (device,
 event id) key makes the second copy a no-op.
+
+No message can stop this loop. A message that breaks the contract is dead-lettered with
+its reason; one that makes our own code fail (a bug) is dead-lettered as `internal` with
+the exception's class, and acked once that record is stored. Acking it matters as much
+as catching it: an unacked poison message stays in the broker session and comes back
+after every restart, a crash loop that stops the alarms of every home.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
-from redis.exceptions import RedisError
-
 from responsecentre.config import Settings
-from responsecentre.contract import DeviceStatus, Rejected, RejectReason, decode_event, decode_status
+from responsecentre.contract import (
+    Rejected,
+    RejectReason,
+    decode_event,
+    decode_status,
+    events_topic,
+    parse_status_topic,
+)
 from responsecentre.directory import Directory
-from responsecentre.ingest.log import EventLog, Stored, dead_letter_record
+from responsecentre.faults import Faults, describe, is_outage
+from responsecentre.ingest.log import EventLog, StatusChange, Stored, dead_letter_record
 from responsecentre.ingest.mqtt import BrokerLink, Inbound
 from responsecentre.metrics import Metrics
+
+STAGE = "ingest"
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +51,33 @@ def engine_time(device_ts_ms: int, received_ms: int, settings: Settings) -> int:
 
 class Ingest:
     def __init__(
-        self, link: BrokerLink, event_log: EventLog, directory: Directory, metrics: Metrics, settings: Settings
+        self,
+        link: BrokerLink,
+        event_log: EventLog,
+        directory: Directory,
+        metrics: Metrics,
+        settings: Settings,
+        faults: Faults | None = None,
     ) -> None:
         self.link = link
         self.event_log = event_log
         self.directory = directory
         self.metrics = metrics
         self.settings = settings
+        self.faults = faults or Faults()
+        self._internal = 0  # messages of the current batch that failed on a bug
 
     async def run(self) -> None:
         while True:
             batch = await self._next_batch()
-            await self._store(batch)
+            try:
+                await self._store(batch)
+            except Exception as exc:  # the last line: per-message isolation failed too
+                # Unacked, the batch comes back from the broker on the next connection.
+                self.metrics.internal_errors.labels(STAGE).inc()
+                self.faults.fault(STAGE, exc, int(time.time() * 1000))
+                log.exception("ingest failed on a batch of %d; left unacked", len(batch))
+                await asyncio.sleep(0.5)
 
     async def _next_batch(self) -> list[Inbound]:
         inbox = self.link.inbox
@@ -71,49 +101,123 @@ class Ingest:
         if self.directory.device(tenant, device_id) is None:
             raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered in tenant {tenant!r}")
 
-    def _classify(
-        self, batch: list[Inbound]
-    ) -> tuple[list[Stored], list[dict[str, object]], list[tuple[DeviceStatus, int]]]:
+    def _classify(self, batch: list[Inbound]) -> tuple[list[Stored], list[dict[str, object]], list[StatusChange]]:
         stored: list[Stored] = []
         dead: list[dict[str, object]] = []
-        statuses: list[tuple[DeviceStatus, int]] = []
+        statuses: list[StatusChange] = []
+        self._internal = 0
         for item in batch:
+            leaf = item.topic.rsplit("/", 1)[-1]
+            self.metrics.mqtt_messages.labels(leaf if leaf in ("events", "status") else "other").inc()
+            if leaf == "commands":  # centre -> device: our own publications, not input
+                continue
             try:
-                if item.topic.endswith("/status"):
-                    if not item.payload:  # an empty retained message clears the status: MQTT's delete
-                        continue
-                    status = decode_status(item.topic, item.payload)
-                    self._known(status.tenant, status.device_id)
-                    statuses.append((status, item.received_ms))
-                    self.metrics.statuses.inc()
+                if leaf == "status":
+                    statuses.append(self._status(item))
                     continue
                 event = decode_event(item.topic, item.payload)
                 self._known(event.tenant, event.device_id)
+                entry = Stored(event, engine_time(event.ts_ms, item.received_ms, self.settings), item.received_ms)
             except Rejected as exc:
                 self.metrics.events_rejected.labels(str(exc.reason)).inc()
                 dead.append(dead_letter_record(item.topic, item.payload, str(exc.reason), exc.detail, item.received_ms))
                 log.info("dead-lettered a message on %s: %s", item.topic[:120], exc.reason)
                 continue
+            except Exception as exc:  # a bug on this one message: isolate it, never the loop
+                dead.append(self._internal_letter(item, exc))
+                continue
             self.metrics.events_in.labels(event.tenant).inc()
-            stored.append(Stored(event, engine_time(event.ts_ms, item.received_ms, self.settings), item.received_ms))
+            stored.append(entry)
         return stored, dead, statuses
+
+    def _status(self, item: Inbound) -> StatusChange:
+        """A retained status to store, or None to clear: an empty retained message is
+        MQTT's delete, and the device's stored status goes with it."""
+        where = parse_status_topic(item.topic)
+        status = decode_status(item.topic, item.payload) if item.payload else None
+        self._known(where.tenant, where.device_id)
+        self.metrics.statuses.inc()
+        return StatusChange(where.tenant, where.device_id, status, item.received_ms)
+
+    def _internal_letter(self, item: Inbound, exc: Exception) -> dict[str, object]:
+        self._internal += 1
+        self.metrics.events_rejected.labels(str(RejectReason.INTERNAL)).inc()
+        self.metrics.internal_errors.labels(STAGE).inc()
+        self.faults.fault(STAGE, exc, item.received_ms)
+        log.error("ingest failed on a message on %s (%s); dead-lettered", item.topic[:120], describe(exc))
+        return dead_letter_record(item.topic, item.payload, str(RejectReason.INTERNAL), describe(exc), item.received_ms)
 
     async def _store(self, batch: list[Inbound]) -> None:
         stored, dead, statuses = self._classify(batch)
-        delay = 0.1
-        while True:
-            try:
-                ids = await self.event_log.append(stored, dead, statuses)
-                break
-            except (RedisError, OSError) as exc:
-                # Nothing is acked: the broker holds these messages until Redis is back.
-                log.warning("event log unavailable (%s); retrying %d messages in %.1fs", exc, len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        try:
+            ids = await self._append(stored, dead, statuses)
+        except Exception as exc:  # not an outage: something in this batch breaks the writer
+            log.error("storing a batch of %d failed (%s); storing one by one", len(batch), describe(exc))
+            ids = await self._append_one_by_one(batch, stored, dead, statuses)
         for s, stream_id in zip(stored, ids, strict=True):
             if stream_id is None:
                 self.metrics.events_duplicate.labels(s.event.tenant).inc()
-            else:
+            elif stream_id != _DEAD:
                 self.metrics.events_stored.labels(s.event.tenant).inc()
+        if self._internal < len(batch):  # something got through: not failing on everything
+            self.faults.ok(STAGE, int(time.time() * 1000))
         for item in batch:
             self.link.ack(item)
+
+    async def _append(
+        self,
+        stored: list[Stored],
+        dead: list[dict[str, object]],
+        statuses: list[StatusChange],
+    ) -> list[str | None]:
+        """Append, retrying for as long as storage is out; nothing is acked meanwhile, so
+        the broker holds these messages. Any other error is raised to the caller."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.event_log.append(stored, dead, statuses)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                log.warning("event log unavailable (%s); retrying %d messages in %.1fs", exc, len(stored), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _append_one_by_one(
+        self,
+        batch: list[Inbound],
+        stored: list[Stored],
+        dead: list[dict[str, object]],
+        statuses: list[StatusChange],
+    ) -> list[str | None]:
+        """Find what breaks the writer: each record alone; an event that fails is
+        dead-lettered as `internal` in its place, and the rest are stored as usual."""
+        sources = {(item.topic, item.received_ms): item for item in batch}
+        ids: list[str | None] = []
+        for s in stored:
+            try:
+                ids += await self._append([s], [], [])
+            except Exception as exc:
+                topic = events_topic(s.event.tenant, s.event.device_id)
+                source = sources.get((topic, s.received_ms))
+                payload = source.payload if source is not None else b""
+                fake = Inbound(topic, payload, mid=0, qos=0, generation=0, received_ms=s.received_ms)
+                ids.append(_DEAD)
+                with contextlib.suppress(Exception):
+                    await self._append([], [self._internal_letter(fake, exc)], [])
+        for record in dead:
+            try:
+                await self._append([], [record], [])
+            except Exception as exc:  # the last resort: counted and logged, then acked
+                self.metrics.internal_errors.labels(STAGE).inc()
+                log.error("could not store a dead letter (%s); dropped it", describe(exc))
+        for status in statuses:
+            try:
+                await self._append([], [], [status])
+            except Exception as exc:
+                self.metrics.internal_errors.labels(STAGE).inc()
+                log.error("could not store a device status (%s); dropped it", describe(exc))
+        return ids
+
+
+_DEAD = "dead"  # an event that went to the dead-letter stream in the one-by-one pass

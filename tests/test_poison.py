@@ -1,0 +1,141 @@
+"""Poison messages: no single message may stop the centre, now or after a restart.
+
+Before the fix each of these killed the service in under a second, and at QoS 1 the
+message stayed in the broker session and killed it again after every restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from tests.service import Api, Publisher, ServiceProcess
+from tests.test_contract import POISON
+
+STATUS_POISON = [b'{"online":true,"ts":"\xc3\x28"}', b'{"online":true,"x":' + b"[" * 1000 + b"]" * 1000 + b"}"]
+
+
+async def dead_letters(url: str) -> list[dict[bytes, bytes]]:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return [fields for _, fields in await client.xrange("rc:deadletters")]
+    finally:
+        await client.aclose()
+
+
+def send_poison(publisher: Publisher, tenant: str) -> int:
+    """Every poison payload as an event and every status poison, at QoS 0 and QoS 1."""
+    sent = 0
+    for qos in (0, 1):
+        for payload in POISON:
+            publisher.client.publish(f"rc/v1/{tenant}/devices/h1-btn/events", payload[:4096], qos=qos).wait_for_publish(
+                5
+            )
+            sent += 1
+        for payload in STATUS_POISON:
+            publisher.client.publish(f"rc/v1/{tenant}/devices/h1-btn/status", payload, qos=qos).wait_for_publish(5)
+            sent += 1
+    return sent
+
+
+async def wait_letters(url: str, n: int, timeout: float = 10.0) -> list[dict[bytes, bytes]]:
+    deadline = time.monotonic() + timeout
+    letters: list[dict[bytes, bytes]] = []
+    while time.monotonic() < deadline:
+        letters = await dead_letters(url)
+        if len(letters) >= n:
+            return letters
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(letters)} of {n} dead letters")
+
+
+async def test_poison_messages_are_dead_lettered_and_the_centre_goes_on(
+    service: ServiceProcess, api: Api, publisher: Publisher, tenant: str
+) -> None:
+    sent = send_poison(publisher, tenant)
+    publisher.event(tenant, "h2-btn", "after-poison", "alarm.button")
+    started = time.monotonic()
+    await api.wait_for(lambda al: [a for a in al if a["home_id"] == "h2"], timeout=5)
+    assert time.monotonic() - started < 2.0
+    letters = await wait_letters(service.redis_url, sent)
+    assert len(letters) == sent
+    assert {f[b"reason"].decode() for f in letters} <= {"malformed_json", "schema", "oversized"}
+    assert service.proc is not None and service.proc.poll() is None, service.log_tail()
+    assert (await api.client.get("/readyz")).status_code == 200
+
+    # The poison was acked once its dead letter was stored: a restart on the same broker
+    # session gets none of it back (no crash loop, no second dead letter).
+    service.stop()
+    service.start()
+    publisher.event(tenant, "h3-btn", "after-restart", "alarm.button")
+    await api.wait_for(lambda al: [a for a in al if a["home_id"] == "h3"], timeout=10)
+    assert len(await dead_letters(service.redis_url)) == sent
+
+
+async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
+    tmp_path, tenant: str, mosquitto, redis_url: str, publisher: Publisher
+) -> None:
+    """A fault of our own (here a directory that fails on one device, standing in for any
+    bug) costs that message only: dead-lettered as `internal` with the exception's class,
+    acked, reported by /readyz's fault record, and the next message is stored."""
+    import dataclasses
+
+    import yaml
+
+    from responsecentre.config import Settings
+    from responsecentre.directory import Directory, load_directory
+    from responsecentre.faults import Faults
+    from responsecentre.ingest.log import EventLog
+    from responsecentre.ingest.mqtt import BrokerLink
+    from responsecentre.ingest.pipeline import Ingest
+    from responsecentre.metrics import Metrics
+    from tests.service import homes_doc, staff_doc
+
+    (tmp_path / "homes.yaml").write_text(yaml.safe_dump(homes_doc(tenant)))
+    (tmp_path / "staff.yaml").write_text(yaml.safe_dump(staff_doc(tenant)))
+    real = load_directory(tmp_path / "homes.yaml", tmp_path / "staff.yaml")
+
+    class Buggy(Directory):
+        def device(self, t: str, device_id: str):  # type: ignore[no-untyped-def]
+            if device_id == "h1-btn":
+                raise KeyError("a bug for this device")
+            return real.device(t, device_id)
+
+    directory = Buggy(**{f.name: getattr(real, f.name) for f in dataclasses.fields(real)})
+    settings = Settings(mqtt_url=mosquitto.url, redis_url=redis_url, client_id=f"poison-{tenant}")
+    metrics, faults = Metrics(), Faults()
+    redis = aioredis.Redis.from_url(redis_url)
+    link = BrokerLink(settings.mqtt, settings.client_id, 60, metrics)
+    ingest = Ingest(link, EventLog(redis), directory, metrics, settings, faults)
+    link.start()
+    task = asyncio.create_task(ingest.run())
+    try:
+        await asyncio.wait_for(link.connected.wait(), 10)
+        await asyncio.sleep(0.2)  # SUBACK
+        publisher.event(tenant, "h1-btn", "bug-1", "alarm.button")
+        (letter,) = await wait_letters(redis_url, 1)
+        assert letter[b"reason"] == b"internal" and letter[b"detail"].startswith(b"KeyError")
+        assert "ingest" in faults.failing(int(time.time() * 1000))
+        publisher.event(tenant, "h2-btn", "fine-1", "alarm.button")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not await redis.xlen(f"rc:{tenant}:events"):
+            await asyncio.sleep(0.05)
+        assert await redis.xlen(f"rc:{tenant}:events") == 1
+        assert not faults.failing(int(time.time() * 1000))
+        assert not task.done()
+    finally:
+        task.cancel()
+        link.stop()
+        await redis.aclose()
+    # Acked: the same session, connected again, gets nothing back.
+    metrics2 = Metrics()
+    link2 = BrokerLink(settings.mqtt, settings.client_id, 60, metrics2)
+    link2.start()
+    try:
+        await asyncio.wait_for(link2.connected.wait(), 10)
+        await asyncio.sleep(0.5)
+        assert link2.inbox.empty()
+    finally:
+        link2.stop()
