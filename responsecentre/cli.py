@@ -26,11 +26,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from responsecentre.service import Service
+    from responsecentre.service import Service, run_until_signalled
 
     service = Service(_settings(args))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(service.run())
+        asyncio.run(run_until_signalled(service.run()))
     return 0
 
 

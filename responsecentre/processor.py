@@ -5,6 +5,11 @@ engine, and hands the triggers to the alarm desk. The engine's state is snapshot
 Redis together with the cursor it belongs to; after a crash it restores the snapshot and
 replays the log from that cursor. Replayed decisions carry the same cause ids, which the
 desk applies once, so a crash neither loses a pending deadline nor raises a second alarm.
+
+A stored event that this stage fails on (a bug in decoding it, the engine refusing it,
+the desk failing on its trigger) is parked in `rc:parked` with its log position, and the
+cursor moves on: one such event must not hold up every later alarm of every home. A
+storage outage is different: the batch is rolled back and retried, since it will succeed.
 """
 
 from __future__ import annotations
@@ -12,21 +17,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.alarms.model import Trigger
+from responsecentre.clock import Clock, system_clock
 from responsecentre.config import Settings
 from responsecentre.contract import TYPE_ID
 from responsecentre.directory import Directory
 from responsecentre.engine import Engine, EventBatch, Triggers
+from responsecentre.faults import Faults, describe, is_outage
 from responsecentre.metrics import Metrics
-from responsecentre.store.keys import KEYS, Keys
+from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
+
+STAGE = "rules"
+
+Row = tuple[str, str, dict[bytes, bytes]]  # tenant, log position, the stored fields
+
+
+class _Parsed:
+    """One stored event, decoded for the engine."""
+
+    __slots__ = ("device", "fields", "position", "seq", "tenant", "ts", "type_id", "value")
+
+    def __init__(self, row: Row, device: int) -> None:
+        self.tenant, self.position, self.fields = row
+        self.device = device
+        self.type_id = TYPE_ID[row[2][b"type"].decode()]
+        self.ts = int(row[2][b"ts"])
+        raw = row[2].get(b"value")
+        self.value = float(raw) if raw is not None else None
+        self.seq = stream_seq(self.position)
+
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +74,12 @@ class RuleProcessor:
         metrics: Metrics,
         settings: Settings,
         keys: Keys = KEYS,
+        faults: Faults | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.redis = redis
+        self.faults = faults or Faults()
+        self.clock = clock
         self.engine = engine
         self.directory = directory
         self.desk = desk
@@ -81,7 +112,7 @@ class RuleProcessor:
         self._rollback = (state, cursor)
         await self.redis.hset(
             self.keys.engine_snapshot(),
-            mapping={"state": state, "cursor": msgspec.json.encode(cursor), "ts": int(time.time() * 1000)},
+            mapping={"state": state, "cursor": msgspec.json.encode(cursor), "ts": self.clock()},
         )
         self._last_snapshot = time.monotonic()
 
@@ -90,7 +121,10 @@ class RuleProcessor:
             try:
                 await self.restore()
                 break
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.error("rules: the engine snapshot cannot be read (%s); replaying the log", describe(exc))
+                    break
                 log.warning("rules: redis unavailable at start (%s); retrying", exc)
                 await asyncio.sleep(1.0)
         self._rollback = (self.engine.snapshot(), dict(self.cursor))
@@ -99,13 +133,20 @@ class RuleProcessor:
                 n = await self.step(block_ms=self.settings.sweep_ms)
                 if n < self.settings.batch_max:
                     self.caught_up.set()
-                    await self.sweep(int(time.time() * 1000))
+                    await self.sweep(self.clock())
                 if time.monotonic() - self._last_snapshot >= self.settings.snapshot_s:
                     await self.snapshot()
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
                 # Part of a batch may have been applied: roll the engine back to the last
                 # snapshot and replay from its cursor; the desk applies each cause once.
-                log.warning("rules: redis unavailable (%s); rolling back to the last snapshot", exc)
+                # A fault that is not an outage was isolated per event below; reaching
+                # here means it is not about one event, so it is reported and retried.
+                if is_outage(exc):
+                    log.warning("rules: redis unavailable (%s); rolling back to the last snapshot", exc)
+                else:
+                    self.metrics.internal_errors.labels(STAGE).inc()
+                    self.faults.fault(STAGE, exc, self.clock())
+                    log.exception("rules: failed outside any one event; rolling back to the last snapshot")
                 state, cursor = self._rollback
                 self.engine.restore(state)
                 self.cursor = dict(cursor)
@@ -120,7 +161,7 @@ class RuleProcessor:
         reply = await self.redis.xread(streams, count=self.settings.batch_max, block=block_ms)
         if not reply:
             return 0
-        rows: list[tuple[str, str, dict[bytes, bytes]]] = []
+        rows: list[Row] = []
         for stream, entries in reply:
             tenant = (stream.decode() if isinstance(stream, bytes) else stream).split(":")[1]
             for entry_id, fields in entries:
@@ -128,34 +169,54 @@ class RuleProcessor:
         await self._process(rows)
         for tenant, entry_id, _ in rows:
             self.cursor[tenant] = entry_id
+        self.faults.ok(STAGE, self.clock())
         return len(rows)
 
-    async def _process(self, rows: list[tuple[str, str, dict[bytes, bytes]]]) -> None:
-        kept: list[tuple[str, str, dict[bytes, bytes]]] = []
-        devices: list[int] = []
-        for tenant, entry_id, fields in rows:
-            device = self.directory.device(tenant, fields[b"device"].decode())
-            if device is None or fields[b"type"].decode() not in TYPE_ID:
-                continue  # removed from the directory since it was stored
-            kept.append((tenant, entry_id, fields))
-            devices.append(device.index)
+    async def park(self, tenant: str, position: str, exc: BaseException, cause: str = "") -> None:
+        """Set a stored event (or its trigger) aside with its log position and why."""
+        self.metrics.internal_errors.labels(STAGE).inc()
+        self.faults.fault(STAGE, exc, self.clock())
+        log.error("rules: parked event %s of %s (%s)", position, tenant, describe(exc))
+        record = {"stage": STAGE, "tenant": tenant, "position": position, "detail": describe(exc), "ts": self.clock()}
+        if cause:
+            record["cause"] = cause
+        await self.redis.xadd(self.keys.parked(), record, maxlen=PARKED_MAXLEN, approximate=True)
+
+    async def _process(self, rows: list[Row]) -> None:
+        kept: list[_Parsed] = []
+        for row in rows:
+            tenant, position, fields = row
+            try:
+                device = self.directory.device(tenant, fields[b"device"].decode())
+                if device is None or fields[b"type"].decode() not in TYPE_ID:
+                    continue  # removed from the directory since it was stored
+                kept.append(_Parsed(row, device.index))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                await self.park(tenant, position, exc)
         if not kept:
             return
-        n = len(kept)
-        values = [f.get(b"value") for _, _, f in kept]
-        batch = EventBatch(
-            type_id=np.array([TYPE_ID[f[b"type"].decode()] for _, _, f in kept], dtype=np.int32),
-            device=np.array(devices, dtype=np.int32),
-            ts=np.array([int(f[b"ts"]) for _, _, f in kept], dtype=np.int64),
-            value=np.array([float(v) if v is not None else 0.0 for v in values], dtype=np.float64),
-            has_value=np.array([v is not None for v in values], dtype=np.bool_),
-            seq=np.array([stream_seq(eid) for _, eid, _ in kept], dtype=np.int64),
-        )
         started = time.perf_counter()
-        triggers = self.engine.process(batch)
+        try:
+            triggers = self.engine.process(_batch(kept))
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # The engine checks a batch before it changes any state, so a refused batch
+            # is refused whole: find the event it refuses by running them one at a time.
+            log.error("rules: the engine refused a batch of %d (%s); one by one", len(kept), describe(exc))
+            for one in kept:
+                try:
+                    await self._apply(self.engine.process(_batch([one])), [one])
+                except Exception as exc_one:
+                    if is_outage(exc_one):
+                        raise
+                    await self.park(one.tenant, one.position, exc_one)
+            return
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(n)
-        self.metrics.events_processed.inc(n)
+        self.metrics.batch_size.observe(len(kept))
+        self.metrics.events_processed.inc(len(kept))
         await self._apply(triggers, kept)
 
     async def sweep(self, now_ms: int) -> None:
@@ -164,30 +225,57 @@ class RuleProcessor:
             return
         await self._apply(self.engine.sweep(now_ms), [])
 
-    async def _apply(self, triggers: Triggers, rows: list[tuple[str, str, dict[bytes, bytes]]]) -> None:
+    async def _apply(self, triggers: Triggers, rows: Sequence[_Parsed]) -> None:
         rules = self.engine.pack.rules
         for i in range(len(triggers.rule)):
-            rule = rules[int(triggers.rule[i])]
-            home = self.directory.home_list[int(triggers.home[i])]
-            device_index = int(triggers.device[i])
-            device = self.directory.device_list[device_index] if device_index >= 0 else None
-            entity = device.device_id if device is not None else f"home:{home.home_id}"
             event_index = int(triggers.event[i])
-            fields: dict[bytes, Any] = rows[event_index][2] if event_index >= 0 else {}
-            trigger = Trigger(
-                cause=f"{rule.name}:{entity}:{int(triggers.origin[i])}",
-                rule=rule.name,
-                kind=rule.alarm,
-                priority=str(rule.priority),
-                chain=rule.chain,
-                home_id=home.home_id,
-                zone=home.zone,
-                device_id=device.device_id if device is not None else None,
-                ts_ms=int(triggers.ts[i]),
-                event_id=fields[b"id"].decode() if fields else None,
-                event_type=fields[b"type"].decode() if fields else None,
-            )
-            now_ms = int(time.time() * 1000)
-            alarm = await self.desk.apply_trigger(home.tenant, trigger, now_ms)
-            if alarm is not None and fields:
-                self.metrics.event_to_alarm_seconds.observe(max(0, now_ms - int(fields[b"recv"])) / 1000)
+            event = rows[event_index] if event_index >= 0 else None
+            trigger: Trigger | None = None
+            try:
+                trigger = self._trigger(triggers, i, rules, event)
+                now_ms = self.clock()
+                alarm = await self.desk.apply_trigger(
+                    self.directory.home_list[int(triggers.home[i])].tenant, trigger, now_ms
+                )
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                tenant = event.tenant if event is not None else self.directory.home_list[int(triggers.home[i])].tenant
+                await self.park(
+                    tenant, event.position if event is not None else "", exc, trigger.cause if trigger else ""
+                )
+                continue
+            if alarm is not None and event is not None:
+                self.metrics.event_to_alarm_seconds.observe(max(0, now_ms - int(event.fields[b"recv"])) / 1000)
+
+    def _trigger(self, triggers: Triggers, i: int, rules: Any, event: _Parsed | None) -> Trigger:
+        rule = rules[int(triggers.rule[i])]
+        home = self.directory.home_list[int(triggers.home[i])]
+        device_index = int(triggers.device[i])
+        device = self.directory.device_list[device_index] if device_index >= 0 else None
+        entity = device.device_id if device is not None else f"home:{home.home_id}"
+        fields: dict[bytes, Any] = event.fields if event is not None else {}
+        return Trigger(
+            cause=f"{rule.name}:{entity}:{int(triggers.origin[i])}",
+            rule=rule.name,
+            kind=rule.alarm,
+            priority=str(rule.priority),
+            chain=rule.chain,
+            home_id=home.home_id,
+            zone=home.zone,
+            device_id=device.device_id if device is not None else None,
+            ts_ms=int(triggers.ts[i]),
+            event_id=fields[b"id"].decode() if fields else None,
+            event_type=fields[b"type"].decode() if fields else None,
+        )
+
+
+def _batch(events: Sequence[_Parsed]) -> EventBatch:
+    return EventBatch(
+        type_id=np.array([e.type_id for e in events], dtype=np.int32),
+        device=np.array([e.device for e in events], dtype=np.int32),
+        ts=np.array([e.ts for e in events], dtype=np.int64),
+        value=np.array([e.value if e.value is not None else 0.0 for e in events], dtype=np.float64),
+        has_value=np.array([e.value is not None for e in events], dtype=np.bool_),
+        seq=np.array([e.seq for e in events], dtype=np.int64),
+    )

@@ -2,7 +2,14 @@
 
 This is the only place that creates long-running tasks. If one loop dies the group
 cancels the others and the process exits non-zero, so a supervisor restarts a whole,
-consistent service rather than one with a silently dead escalation loop.
+consistent service rather than one with a silently dead escalation loop. (No input can
+end a loop: each isolates a failing message, see `faults.py`; only a dead dependency
+that the loop cannot wait out, like an HTTP port it cannot bind, ends the group.)
+
+Stopping is bounded: SIGINT or SIGTERM cancels the group, and a watchdog thread ends
+the process after SHUTDOWN_GRACE_S whatever a task is doing (a Redis read that hangs on
+a dead server, say). Everything the service must not lose is in Redis or unacked at
+the broker, so a hard exit loses nothing; it only skips the last engine snapshot.
 """
 
 from __future__ import annotations
@@ -10,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
-import time
+import signal
+import threading
 from collections.abc import Generator
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -23,11 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.clock import Clock, system_clock
 from responsecentre.config import Settings
 from responsecentre.directory import Directory, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
-from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, ensure_group, run_notifiers
+from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, run_notifiers
 from responsecentre.escalation.timers import run_timers
 from responsecentre.faults import Faults
 from responsecentre.ingest.log import EventLog
@@ -39,6 +50,9 @@ from responsecentre.web.app import AppContext, create_app
 from responsecentre.web.auth import Users
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 8.0  # within the 10 s a supervisor (or an operator) waits
+REDIS_SOCKET_TIMEOUT_S = 5.0  # longer than any blocking read we issue (at most 1 s)
 
 
 class _Server(uvicorn.Server):
@@ -63,6 +77,7 @@ class Service:
         pack: RulePack | None = None,
         chains: dict[str, Chain] | None = None,
         metrics: Metrics | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.directory = directory or load_directory(settings.homes_path, settings.staff_path)
@@ -71,6 +86,7 @@ class Service:
         check_chains(self.pack, self.chains)
         self.metrics = metrics or Metrics()
         self.faults = Faults()
+        self.clock = clock
         # After a Redis restart every pooled connection is dead; retrying on a fresh one
         # makes the first requests after the restart succeed instead of failing.
         self.redis = aioredis.Redis.from_url(
@@ -78,6 +94,10 @@ class Service:
             health_check_interval=10,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            # Every Redis wait is bounded: a server that stops answering (not closing)
+            # must not hold a loop, or the shutdown, for ever.
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=2.0,
         )
         self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
         self.users = Users(self.redis)
@@ -95,7 +115,7 @@ class Service:
             return (self.processor is not None and self.processor.caught_up.is_set(), "engine: replaying the event log")
 
         def no_failing_stage() -> tuple[bool, str]:
-            failing = self.faults.failing(int(time.time() * 1000))
+            failing = self.faults.failing(self.clock())
             return (not failing, "; ".join(f"{stage}: failing ({why})" for stage, why in failing.items()))
 
         ctx = AppContext(
@@ -115,9 +135,10 @@ class Service:
         app = self.build_app()
         self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics)
         ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults)
-        self.processor = RuleProcessor(self.redis, self.engine, self.directory, self.desk, self.metrics, s)
+        self.processor = RuleProcessor(
+            self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
+        )
         notifiers = [MqttPager(self.link), IntegrationPublisher(self.link)]
-        await ensure_group(self.redis)
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off", ws="auto")
         self._server = _Server(config)
         self.link.start()
@@ -125,14 +146,20 @@ class Service:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(self.processor.run(), name="rules")
-                tg.create_task(run_timers(self.redis, self.desk, s.sweep_ms), name="timers")
-                tg.create_task(run_notifiers(self.redis, notifiers, self.metrics), name="notifiers")
+                tg.create_task(
+                    run_timers(
+                        self.redis, self.desk, s.sweep_ms, clock=self.clock, faults=self.faults, metrics=self.metrics
+                    ),
+                    name="timers",
+                )
+                tg.create_task(run_notifiers(self.redis, notifiers, self.metrics, faults=self.faults), name="notifiers")
                 tg.create_task(self._serve(), name="http")
         finally:
             self.link.stop()
             with contextlib.suppress(Exception):
-                await self.processor.snapshot()
-            await self.redis.aclose()
+                await asyncio.wait_for(self.processor.snapshot(), 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.redis.aclose(), 1.0)
 
     async def _serve(self) -> None:
         assert self._server is not None
@@ -149,3 +176,38 @@ class Service:
             raise
         # uvicorn returned by itself (it could not bind, say): stop the whole service.
         raise RuntimeError(f"HTTP server on {self.settings.http_host}:{self.settings.http_port} stopped")
+
+
+def _watchdog(grace_s: float) -> None:
+    """End the process if a graceful stop has not finished within `grace_s`."""
+
+    def expire() -> None:
+        log.error("shutdown did not finish within %.0f s; exiting now", grace_s)
+        logging.shutdown()
+        os._exit(3)
+
+    timer = threading.Timer(grace_s, expire)
+    timer.daemon = True
+    timer.start()
+
+
+async def run_until_signalled(main: Any, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+    """Run `main` (a coroutine) until SIGINT, SIGTERM or SIGHUP; then cancel it, and if it
+    has not stopped within `grace_s`, end the process (see the module's docstring)."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+
+    def stop(name: str) -> None:
+        if not task.done() and not task.cancelling():
+            log.info("%s: stopping (at most %.0f s)", name, grace_s)
+            _watchdog(grace_s)
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)

@@ -30,6 +30,11 @@ class Keys:
         """Stream: inbound messages that broke the contract, with the reason."""
         return f"{self.prefix}:deadletters"
 
+    def parked(self) -> str:
+        """Stream: stored entries a stage failed on (a bug), parked with their position so
+        the stage goes on; the rule processor's events, the outbox's undeliverable pages."""
+        return f"{self.prefix}:parked"
+
     def alarm(self, tenant: str, alarm_id: str) -> str:
         """String: the alarm record (msgspec JSON)."""
         return f"{self.prefix}:{tenant}:alarm:{alarm_id}"
@@ -90,3 +95,4 @@ SEEN_TTL_S = 7 * 24 * 3600
 CAUSE_TTL_S = 7 * 24 * 3600
 FEED_MAXLEN = 10_000
 DEAD_LETTER_MAXLEN = 100_000
+PARKED_MAXLEN = 100_000
