@@ -12,6 +12,7 @@ stage failing on every message is visible on /readyz, not only in the log.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.exceptions import (
@@ -40,6 +41,37 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, RedisError) and not isinstance(exc, ResponseError)
 
 
+def stopping() -> bool:
+    """True when the current task is being cancelled. redis-py turns a cancellation that
+    lands inside a read into a ConnectionError, so a loop that retries on outages must ask
+    this first, or it swallows the stop and never ends (the 'zombie' after SIGTERM)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def reraise_if_stopping() -> None:
+    if stopping():
+        raise asyncio.CancelledError
+
+
+def outage_reason(exc: BaseException) -> str:
+    """What an operator should read on /readyz: the cause in words, not a Redis reply."""
+    text = str(exc)
+    if isinstance(exc, OutOfMemoryError) or "OOM" in text:
+        return "Redis is out of memory (maxmemory reached, writes refused)"
+    if "MISCONF" in text:
+        return "Redis cannot persist (disk full or not writable), writes refused"
+    if isinstance(exc, ReadOnlyError) or "READONLY" in text:
+        return "Redis is a read-only replica"
+    if isinstance(exc, BusyLoadingError) or "LOADING" in text:
+        return "Redis is loading its data"
+    if isinstance(exc, (ConnectionError, OSError)):
+        return "Redis is unreachable"
+    if isinstance(exc, TimeoutError):
+        return "Redis does not answer in time"
+    return describe(exc)
+
+
 def describe(exc: BaseException) -> str:
     """The exception's class and a bounded message: enough for a developer, never a payload."""
     text = str(exc).replace("\n", " ")
@@ -52,6 +84,7 @@ class _Stage:
     last_fault_ms: int = 0
     last_fault: str = ""
     faults: int = 0
+    outage: str = ""  # storage refused the stage's last write; cleared by the next success
 
 
 class Faults:
@@ -62,7 +95,17 @@ class Faults:
         self._stages: dict[str, _Stage] = {}
 
     def ok(self, stage: str, now_ms: int) -> None:
-        self._stages.setdefault(stage, _Stage()).last_ok_ms = now_ms
+        s = self._stages.setdefault(stage, _Stage())
+        s.last_ok_ms, s.outage = now_ms, ""
+
+    def recovered(self, stage: str) -> None:
+        """Storage took the stage's write again."""
+        self._stages.setdefault(stage, _Stage()).outage = ""
+
+    def outage(self, stage: str, exc: BaseException) -> None:
+        """The stage is waiting on storage (Redis out of memory, its disk full, gone):
+        not ready, though Redis may still answer PING."""
+        self._stages.setdefault(stage, _Stage()).outage = outage_reason(exc)
 
     def fault(self, stage: str, exc: BaseException, now_ms: int) -> None:
         s = self._stages.setdefault(stage, _Stage())
@@ -70,9 +113,9 @@ class Faults:
         s.faults += 1
 
     def failing(self, now_ms: int) -> dict[str, str]:
-        """Stage -> its last fault, for the stages that are failing now."""
-        return {
-            name: f"{s.faults} faults, the last: {s.last_fault}"
-            for name, s in self._stages.items()
-            if s.last_fault_ms > s.last_ok_ms and now_ms - s.last_fault_ms < FAILING_WINDOW_MS
-        }
+        """Stage -> why, for the stages that are failing or waiting on storage now."""
+        failing = {name: f"waiting on storage ({s.outage})" for name, s in self._stages.items() if s.outage}
+        for name, s in self._stages.items():
+            if name not in failing and s.last_fault_ms > s.last_ok_ms and now_ms - s.last_fault_ms < FAILING_WINDOW_MS:
+                failing[name] = f"failing ({s.faults} faults, the last: {s.last_fault})"
+        return failing

@@ -31,7 +31,7 @@ from responsecentre.config import Settings
 from responsecentre.contract import TYPE_ID
 from responsecentre.directory import Directory
 from responsecentre.engine import Engine, EventBatch, Triggers
-from responsecentre.faults import Faults, describe, is_outage
+from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
 
@@ -122,6 +122,7 @@ class RuleProcessor:
                 await self.restore()
                 break
             except Exception as exc:
+                reraise_if_stopping()
                 if not is_outage(exc):
                     log.error("rules: the engine snapshot cannot be read (%s); replaying the log", describe(exc))
                     break
@@ -137,6 +138,7 @@ class RuleProcessor:
                 if time.monotonic() - self._last_snapshot >= self.settings.snapshot_s:
                     await self.snapshot()
             except Exception as exc:
+                reraise_if_stopping()
                 # Part of a batch may have been applied: roll the engine back to the last
                 # snapshot and replay from its cursor; the desk applies each cause once.
                 # A fault that is not an outage was isolated per event below; reaching
@@ -192,6 +194,7 @@ class RuleProcessor:
                     continue  # removed from the directory since it was stored
                 kept.append(_Parsed(row, device.index))
             except Exception as exc:
+                reraise_if_stopping()
                 if is_outage(exc):
                     raise
                 await self.park(tenant, position, exc)
@@ -201,6 +204,7 @@ class RuleProcessor:
         try:
             triggers = self.engine.process(_batch(kept))
         except Exception as exc:
+            reraise_if_stopping()
             if is_outage(exc):
                 raise
             # The engine checks a batch before it changes any state, so a refused batch
@@ -210,6 +214,7 @@ class RuleProcessor:
                 try:
                     await self._apply(self.engine.process(_batch([one])), [one])
                 except Exception as exc_one:
+                    reraise_if_stopping()
                     if is_outage(exc_one):
                         raise
                     await self.park(one.tenant, one.position, exc_one)
@@ -238,6 +243,7 @@ class RuleProcessor:
                     self.directory.home_list[int(triggers.home[i])].tenant, trigger, now_ms
                 )
             except Exception as exc:
+                reraise_if_stopping()
                 if is_outage(exc):
                     raise
                 tenant = event.tenant if event is not None else self.directory.home_list[int(triggers.home[i])].tenant

@@ -3,11 +3,22 @@
 `responsecentre demo` and the test fixtures share this, so the demo runs on exactly the
 set-up the suite proves. Servers are children of this process, never daemonised: stop()
 terminates, waits, then kills, and a caller's `finally` leaves nothing running.
+
+A `finally` does not run when the parent is SIGKILLed (or the OOM killer picks it), so a
+server can also be tied to its parent's life (`parent_death_signal`): on Linux the kernel
+itself signals the child when the parent dies (prctl PR_SET_PDEATHSIG), whatever killed it.
+The kernel fires that when the *thread* that forked the child ends, not the process: start
+such servers from the main thread (or from one that lives as long as the process). Other
+systems have no such call and mosquitto's or redis-server's side cannot be changed, so there
+the tie is absent and a crashed parent's servers live on (`responsecentre demo` stops such
+leftovers when it next starts on the same data directory). The test fixtures leave it off:
+they behave exactly as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import socket
@@ -16,10 +27,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 READY_TIMEOUT_S = 15.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_DEATH_SIGNAL_SUPPORTED = sys.platform.startswith("linux")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,6 +53,25 @@ def find_binary(name: str) -> str:
     return found
 
 
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` for Popen that has the kernel send `sig` to the child as soon as this
+    process dies, however it dies; None where the kernel cannot (not Linux).
+
+    Call it, and Popen, from the main thread: the signal fires when the forking thread ends.
+    """
+    if not PARENT_DEATH_SIGNAL_SUPPORTED:
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl: nobody will signal us
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 @dataclass(kw_only=True)
 class ServerProcess:
     """One child server with its own directory, config and log file."""
@@ -48,6 +81,9 @@ class ServerProcess:
     host: str = "127.0.0.1"
     port: int = 0
     ready_timeout_s: float = READY_TIMEOUT_S
+    # The signal the server gets when this process dies (Linux; see the module docstring).
+    # None: it outlives a crashed parent, as the test fixtures' servers always have.
+    parent_death_signal: int | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +122,7 @@ class ServerProcess:
             cwd=self.workdir,
             env=self.environ(),
             start_new_session=True,
+            preexec_fn=None if self.parent_death_signal is None else die_with_parent(self.parent_death_signal),
         )
         log.close()
         deadline = time.monotonic() + self.ready_timeout_s

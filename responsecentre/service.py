@@ -114,9 +114,9 @@ class Service:
         def engine_ready() -> tuple[bool, str]:
             return (self.processor is not None and self.processor.caught_up.is_set(), "engine: replaying the event log")
 
-        def no_failing_stage() -> tuple[bool, str]:
+        def stages_ready() -> tuple[bool, str]:
             failing = self.faults.failing(self.clock())
-            return (not failing, "; ".join(f"{stage}: failing ({why})" for stage, why in failing.items()))
+            return (not failing, "; ".join(f"{stage}: {why}" for stage, why in failing.items()))
 
         ctx = AppContext(
             redis=self.redis,
@@ -126,7 +126,7 @@ class Service:
             users=self.users,
             secret_key=self.settings.secret_key or secrets.token_urlsafe(32),
             secure_cookies=self.settings.secure_cookies,
-            ready_checks=[broker_ready, engine_ready, no_failing_stage],
+            ready_checks=[broker_ready, engine_ready, stages_ready],
         )
         return create_app(ctx)
 
@@ -139,7 +139,18 @@ class Service:
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
         )
         notifiers = [MqttPager(self.link), IntegrationPublisher(self.link)]
-        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off", ws="auto")
+        # h11 explicitly, with its header cap: an oversized header gets a 400 and the
+        # connection closed, and installing httptools must not quietly lift the cap.
+        config = uvicorn.Config(
+            app,
+            host=s.http_host,
+            port=s.http_port,
+            log_level="warning",
+            lifespan="off",
+            ws="auto",
+            http="h11",
+            h11_max_incomplete_event_size=16 * 1024,
+        )
         self._server = _Server(config)
         self.link.start()
         try:

@@ -1,21 +1,29 @@
 """`responsecentre demo`, the main command: it starts everything, says where, and Ctrl-C
-stops everything it started."""
+stops everything it started. The helpers here start a demo the way a user does (a process
+of its own, no RC_* settings, the shared numba cache); tests/test_demo_processes.py uses
+them too."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from responsecentre.servers import free_port
 from tests.service import ROOT
+
+START_TIMEOUT_S = 60.0
+_outputs = itertools.count()
 
 
 def _processes(marker: Path | str) -> dict[int, str]:
@@ -43,64 +51,141 @@ def kill_processes_under(marker: Path | str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
-    data = tmp_path / "demo"
-    port = free_port()
+def _stat(pid: int) -> tuple[str, str, int] | None:
+    """(command name, state, parent pid) of a process, None when there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 1 :].split()
+    return name, rest[0], int(rest[1])
+
+
+def alive(pid: int) -> bool:
+    """A process that ended but was not reaped yet (a zombie) is not alive."""
+    stat = _stat(pid)
+    return stat is not None and stat[1] not in ("Z", "X")
+
+
+def wait_until_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """The pids still alive after waiting up to `timeout_s` for them to end."""
+    deadline = time.monotonic() + timeout_s
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def demo_environ() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RC_")}
     env["NUMBA_CACHE_DIR"] = str(ROOT / ".cache" / "numba")
-    out = (tmp_path / "demo.out").open("w+b")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "responsecentre", "demo", "--data-dir", str(data), "--port", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        env=env,
-    )
-    sim = ""
+    return env
+
+
+@dataclass
+class Demo:
+    """A running `responsecentre demo` process and its output (stdout and stderr)."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    port: int
+    seen: set[int] = field(default_factory=set)
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = START_TIMEOUT_S) -> str:
+        """The output once it holds `text`; fails at once if the demo exits first."""
+        deadline = time.monotonic() + timeout_s
+        while text not in (output := self.output()):
+            assert self.proc.poll() is None, f"the demo exited with {self.proc.returncode}:\n{output}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout_s:.0f} s:\n{output}"
+            time.sleep(0.05)
+        return output
+
+    def wait_running(self) -> str:
+        return self.wait_for("logins")
+
+    def children(self) -> dict[int, str]:
+        """The demo's live child processes, pid -> command name."""
+        found = {}
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            stat = _stat(pid)
+            if stat is not None and stat[2] == self.proc.pid and stat[1] not in ("Z", "X"):
+                found[pid] = stat[0]
+        self.seen |= set(found)
+        return found
+
+
+@contextlib.contextmanager
+def demo(data: Path, *args: str, port: int | None = None) -> Iterator[Demo]:
+    """A demo on data dir `data`; on the way out it is stopped (SIGINT, then SIGKILL) and
+    every child it had is killed, whatever the test did."""
+    port = port or free_port()
+    out = data.parent / f"demo-{next(_outputs)}.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "responsecentre", "demo", "--data-dir", str(data), "--port", str(port), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=demo_environ(),
+        )
+    running = Demo(proc, out, port)
     try:
-        deadline = time.monotonic() + 60
-        text = ""
-        while time.monotonic() < deadline and "logins" not in text:
-            assert proc.poll() is None, Path(out.name).read_text()
-            time.sleep(0.1)
-            text = Path(out.name).read_text()
-        assert f"http://127.0.0.1:{port}/console" in text
-        broker = re.search(r"mqtt://127\.0\.0\.1:(\d+)", text)
-        assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
-        sim = f"--broker mqtt://127.0.0.1:{broker.group(1)} "
-        assert "operator / operator-demo" in text and "mosquitto_pub" in text
-        ready = False
-        while time.monotonic() < deadline and not ready:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert ready
-        r = httpx.get(f"http://127.0.0.1:{port}/api/devices", auth=("operator", "operator-demo"), timeout=5)
-        assert len(r.json()["devices"]) >= 80  # the 20 demo homes
-        statuses = 0.0
-        while time.monotonic() < deadline and statuses < 80:  # the simulator's retained statuses
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            found = re.search(r"^responsecentre_device_statuses_total (\S+)$", metrics, re.M)
-            statuses = float(found.group(1)) if found else 0.0
-            time.sleep(0.1)
-        assert statuses >= 80
-        assert "responsecentre_events_rejected_total{" not in metrics  # the simulator speaks the contract
-        assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
-        assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert proc.wait(30) == 0
-        time.sleep(0.2)
-        assert processes_under(data) == [] and processes_under(sim) == [], "demo left processes running"
+        yield running
     finally:
         if proc.poll() is None:
+            running.children()
             proc.send_signal(signal.SIGINT)  # let the demo stop what it started
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        for pid in running.seen:
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    sim = ""
+    try:
+        with demo(data) as d:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            text = d.wait_running()
+            port = d.port
+            assert f"http://127.0.0.1:{port}/console" in text
+            broker = re.search(r"mqtt://127\.0\.0\.1:(\d+)", text)
+            assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
+            sim = f"--broker mqtt://127.0.0.1:{broker.group(1)} "
+            assert "operator / operator-demo" in text and "mosquitto_pub" in text
+            ready = False
+            while time.monotonic() < deadline and not ready:
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            assert ready
+            r = httpx.get(f"http://127.0.0.1:{port}/api/devices", auth=("operator", "operator-demo"), timeout=5)
+            assert len(r.json()["devices"]) >= 80  # the 20 demo homes
+            statuses = 0.0
+            while time.monotonic() < deadline and statuses < 80:  # the simulator's retained statuses
+                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                found = re.search(r"^responsecentre_device_statuses_total (\S+)$", metrics, re.M)
+                statuses = float(found.group(1)) if found else 0.0
+                time.sleep(0.1)
+            assert statuses >= 80
+            assert "responsecentre_events_rejected_total{" not in metrics  # the simulator speaks the contract
+            assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
+            assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"
+            children = list(d.children())
+            d.proc.send_signal(signal.SIGINT)  # Ctrl-C
+            assert d.proc.wait(30) == 0
+            assert wait_until_gone(children, 5) == [], "demo left processes running"
+            assert processes_under(data) == [] and processes_under(sim) == [], "demo left processes running"
+    finally:
         kill_processes_under(data)
         if sim:
             kill_processes_under(sim)
-        out.close()

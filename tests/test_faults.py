@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import seed
 from tests.servers import Mosquitto, Redis, running
@@ -108,5 +109,46 @@ async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
         assert stored == n, f"{stored:.0f} of {n} stored\n{svc.log_tail()}"
         assert "inbox full" not in svc.log_path.read_text()
     finally:
+        await api.close()
+        svc.stop()
+
+
+async def test_redis_out_of_memory_stops_acking_shows_on_readyz_and_recovers_by_itself(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
+) -> None:
+    await seed(own_redis.url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
+    svc.start()
+    api = Api(svc.base_url)
+    admin = aioredis.Redis.from_url(own_redis.url)
+    try:
+        publisher.event(tenant, "h1-btn", "oom-0", "alarm.button")
+        await api.wait_for(homes_with("assistance", "h1"), timeout=5)
+        # Full: every write is refused (noeviction is the default policy; the centre never
+        # lets Redis evict, since an evicted event or alarm would be lost without a trace).
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+        publisher.event(tenant, "h2-btn", "oom-1", "alarm.button")  # PUBACK from the broker only
+        ready: dict = {}
+        for _ in range(100):  # bounded: 10 s
+            r = await api.client.get("/readyz")
+            ready = r.json()
+            if r.status_code == 503 and "waiting on storage" in str(ready):
+                break
+            await asyncio.sleep(0.1)
+        assert "out of memory" in str(ready["checks"].get("ingest")), ready
+        assert await admin.xlen(f"rc:{tenant}:events") == 1  # not stored, so not acked
+        assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
+        await admin.config_set("maxmemory", 0)  # space is back
+        await api.wait_for(homes_with("assistance", "h2"), timeout=10)
+        for _ in range(100):
+            if (await api.client.get("/readyz")).status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert (await api.client.get("/readyz")).status_code == 200
+        assert await admin.xlen(f"rc:{tenant}:events") == 2
+    finally:
+        await admin.config_set("maxmemory", 0)
+        await admin.aclose()
         await api.close()
         svc.stop()

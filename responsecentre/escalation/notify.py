@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from responsecentre.contract import alarm_topic, page_topic
-from responsecentre.faults import Faults, describe, is_outage
+from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.ingest.mqtt import BrokerLink
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, OUTBOX_GROUP, PARKED_MAXLEN, Keys
@@ -95,6 +95,7 @@ async def run_notifiers(
                 OUTBOX_GROUP, consumer, {keys.outbox(): "0" if scan else ">"}, count=200, block=500
             )
         except Exception as exc:
+            reraise_if_stopping()
             if is_outage(exc):
                 log.warning("notifier: redis unavailable (%s); retrying", exc)
             else:
@@ -107,6 +108,7 @@ async def run_notifiers(
             try:
                 await _deliver(redis, by_channel, entry_id, raw, attempts, metrics, keys, faults)
             except Exception as exc:  # storage out mid-entry: it stays pending, retried on a scan
+                reraise_if_stopping()
                 log.warning("notifier: could not finish an outbox entry (%s); it will be retried", describe(exc))
 
 
@@ -134,6 +136,7 @@ async def _deliver(
         try:
             await asyncio.wait_for(notifier.send(entry), SEND_TIMEOUT_S)
         except Exception as exc:  # a failing channel must not stop the others
+            reraise_if_stopping()
             metrics.notifications.labels(channel, "failed").inc()
             attempts[entry_id] = attempts.get(entry_id, 0) + 1
             if attempts[entry_id] < MAX_ATTEMPTS:

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.clock import Clock, system_clock
-from responsecentre.faults import Faults, describe, is_outage
+from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, Keys
 
@@ -43,6 +43,7 @@ async def fire_due(
         try:
             await desk.fire_timer(member, now_ms)
         except Exception as exc:
+            reraise_if_stopping()
             if is_outage(exc):
                 raise
             log.error("timer %s failed (%s); retrying it in %d s", member[:120], describe(exc), RETRY_MS // 1000)
@@ -70,6 +71,7 @@ async def run_timers(
         try:
             fired = await fire_due(redis, desk, clock(), keys, faults, metrics)
         except Exception as exc:
+            reraise_if_stopping()
             if not is_outage(exc):
                 log.exception("timer loop failed; retrying")
                 if faults is not None:

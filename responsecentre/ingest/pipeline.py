@@ -29,7 +29,7 @@ from responsecentre.contract import (
     parse_status_topic,
 )
 from responsecentre.directory import Directory
-from responsecentre.faults import Faults, describe, is_outage
+from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.ingest.log import EventLog, StatusChange, Stored, dead_letter_record
 from responsecentre.ingest.mqtt import BrokerLink, Inbound
 from responsecentre.metrics import Metrics
@@ -73,6 +73,7 @@ class Ingest:
             try:
                 await self._store(batch)
             except Exception as exc:  # the last line: per-message isolation failed too
+                reraise_if_stopping()
                 # Unacked, the batch comes back from the broker on the next connection.
                 self.metrics.internal_errors.labels(STAGE).inc()
                 self.faults.fault(STAGE, exc, int(time.time() * 1000))
@@ -124,6 +125,7 @@ class Ingest:
                 log.info("dead-lettered a message on %s: %s", item.topic[:120], exc.reason)
                 continue
             except Exception as exc:  # a bug on this one message: isolate it, never the loop
+                reraise_if_stopping()
                 dead.append(self._internal_letter(item, exc))
                 continue
             self.metrics.events_in.labels(event.tenant).inc()
@@ -152,6 +154,7 @@ class Ingest:
         try:
             ids = await self._append(stored, dead, statuses)
         except Exception as exc:  # not an outage: something in this batch breaks the writer
+            reraise_if_stopping()
             log.error("storing a batch of %d failed (%s); storing one by one", len(batch), describe(exc))
             ids = await self._append_one_by_one(batch, stored, dead, statuses)
         for s, stream_id in zip(stored, ids, strict=True):
@@ -175,10 +178,14 @@ class Ingest:
         delay = 0.1
         while True:
             try:
-                return await self.event_log.append(stored, dead, statuses)
+                ids = await self.event_log.append(stored, dead, statuses)
+                self.faults.recovered(STAGE)
+                return ids
             except Exception as exc:
+                reraise_if_stopping()
                 if not is_outage(exc):
                     raise
+                self.faults.outage(STAGE, exc)
                 log.warning("event log unavailable (%s); retrying %d messages in %.1fs", exc, len(stored), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -198,6 +205,7 @@ class Ingest:
             try:
                 ids += await self._append([s], [], [])
             except Exception as exc:
+                reraise_if_stopping()
                 topic = events_topic(s.event.tenant, s.event.device_id)
                 source = sources.get((topic, s.received_ms))
                 payload = source.payload if source is not None else b""
@@ -209,12 +217,14 @@ class Ingest:
             try:
                 await self._append([], [record], [])
             except Exception as exc:  # the last resort: counted and logged, then acked
+                reraise_if_stopping()
                 self.metrics.internal_errors.labels(STAGE).inc()
                 log.error("could not store a dead letter (%s); dropped it", describe(exc))
         for status in statuses:
             try:
                 await self._append([], [], [status])
             except Exception as exc:
+                reraise_if_stopping()
                 self.metrics.internal_errors.labels(STAGE).inc()
                 log.error("could not store a device status (%s); dropped it", describe(exc))
         return ids

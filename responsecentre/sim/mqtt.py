@@ -8,6 +8,13 @@ topic of its own beside the devices, `rc/v1/{tenant}/simulator/status` of the fi
 if the simulator dies, that topic says so. On a clean stop the shell publishes the same offline
 status itself (a will is not sent on a clean disconnect).
 
+A stop (SIGTERM, SIGINT, SIGHUP or `stop_event`) is honoured within a tick in every phase,
+also while the broker cannot be reached: `responsecentre demo` stops the simulator when its
+broker has died, and a simulator that sat in a TCP connect, a CONNACK wait or a wait for
+acks that no broker will send would hold the demo's shutdown (or be killed without its
+offline status). So the first connect runs in a thread of its own that a stop abandons, and
+the final wait for acks is skipped when nobody is connected to send them.
+
     responsecentre sim --homes 5 --broker mqtt://127.0.0.1:1883 --speed 60 --duration 120
 """
 
@@ -120,12 +127,14 @@ def run_simulator(
     `stop_event` is set; then wait (bounded) for the broker's acks and disconnect.
 
     `start_ms` pins the sim clock's start (default: now). Raises ConnectionError when the
-    broker cannot be reached.
+    broker cannot be reached. A `stop_event` set while connecting ends the run at once; one
+    set before the call runs one step (connect, first statuses) and stops.
     """
     if not homes:
         raise ValueError("no homes to simulate")
     say = log or (lambda line: print(line, flush=True))
     stop = stop_event or threading.Event()
+    one_step = stop.is_set()
     address = parse_broker_url(broker_url)
     wall_start_ms = int(time.time() * 1000)
     sim_start = wall_start_ms if start_ms is None else int(start_ms)
@@ -182,17 +191,35 @@ def run_simulator(
 
     connect_props = Properties(PacketTypes.CONNECT)
     connect_props.SessionExpiryInterval = 0
-    try:
-        client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=connect_props)
-    except OSError as exc:
-        raise ConnectionError(f"cannot reach the broker at {broker_url}: {exc}") from exc
+    connect_failed: list[OSError] = []
+    tcp_done = threading.Event()
+
+    def connect() -> None:
+        try:
+            client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=connect_props)
+        except OSError as exc:
+            connect_failed.append(exc)
+        finally:
+            tcp_done.set()
+
+    # A host that does not answer holds connect() for paho's connect timeout; a stop must not.
+    threading.Thread(target=connect, name="sim-connect", daemon=True).start()
+    while not tcp_done.wait(0.05):
+        if stop.is_set() and not one_step:
+            say(f"sim: stopped before {broker_url} answered")
+            return stats
+    if connect_failed:
+        raise ConnectionError(f"cannot reach the broker at {broker_url}: {connect_failed[0]}") from connect_failed[0]
     client.loop_start()
     try:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not connected.wait(0.05):
             if refused:
                 raise ConnectionError(f"the broker at {broker_url} refused the connection: {refused[0]}")
-            if time.monotonic() > deadline or stop.is_set():
+            if stop.is_set() and not one_step:
+                say(f"sim: stopped before {broker_url} answered")
+                return stats
+            if time.monotonic() > deadline:
                 raise ConnectionError(f"no CONNACK from {broker_url} within {CONNECT_TIMEOUT_S:.0f} s")
 
         def publish(topic: str, payload: bytes, qos: int, retain: bool) -> None:
@@ -253,6 +280,8 @@ def run_simulator(
             with lock:
                 if stats.acked >= stats.published:
                     break
+            if stop.is_set() and not connected.is_set():
+                break  # stopped while the broker is away: no ack will come, do not make the stop wait
             time.sleep(0.02)
         unacked = stats.published - stats.acked
         say(
@@ -362,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     previous: dict[int, object] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
         run_simulator(

@@ -1,0 +1,121 @@
+"""/api/alarms: the queue, one alarm's story, and the three things a person does to it.
+
+Routes stay thin: check the role, call the alarm desk, turn its result into the view.
+The desk's two refusals map to fixed statuses so a client can tell them apart: an id we
+never issued is 404, an action the alarm's state forbids (ack a resolved alarm) is 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from responsecentre.alarms.desk import AlarmNotFound
+from responsecentre.alarms.model import CLOSING_CODES, Alarm, TransitionError
+from responsecentre.alarms.view import alarm_view, entry_view
+from responsecentre.web.auth import ACTORS, ALL_ROLES, Principal, require
+from responsecentre.web.context import AppContext, audit, context, now_ms
+from responsecentre.web.models import (
+    BODY_ERRORS,
+    PROTECTED,
+    AckBody,
+    AlarmDetail,
+    AlarmList,
+    AlarmView,
+    ClosingCodes,
+    NoteBody,
+    ResolveBody,
+    problem,
+)
+
+router = APIRouter(prefix="/api", tags=["alarms"])
+
+Ctx = Annotated[AppContext, Depends(context)]
+NOT_FOUND = {404: problem("No alarm has this id")}
+CONFLICT = {409: problem("The alarm's state does not allow this (e.g. it is already resolved)")}
+ACTION_ERRORS = {**PROTECTED, **BODY_ERRORS, **NOT_FOUND, **CONFLICT}
+
+
+def not_found(alarm_id: str) -> HTTPException:
+    # The id is echoed so a person can spot a typo, but cut short: it came from the URL.
+    return HTTPException(404, f"no alarm with id {alarm_id[:64]!r}")
+
+
+@router.get("/alarms", response_model=AlarmList, responses=PROTECTED)
+async def list_alarms(
+    ctx: Ctx,
+    _: Annotated[Principal, Depends(require(*ALL_ROLES))],
+    state: Annotated[Literal["open", "all"], Query(description="open: the queue; all: most recently raised")] = "open",
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many (with state=all)")] = 200,
+) -> dict[str, Any]:
+    """Open alarms in queue order (UNHANDLED, priority, longest waiting), or with
+    `state=all` the most recently raised, open or closed."""
+    alarms = await ctx.desk.open_alarms() if state == "open" else await ctx.desk.recent_alarms(limit=limit)
+    return {"alarms": [alarm_view(a) for a in alarms]}
+
+
+@router.get("/alarms/{alarm_id}", response_model=AlarmDetail, responses={**PROTECTED, **NOT_FOUND})
+async def get_alarm(alarm_id: str, ctx: Ctx, _: Annotated[Principal, Depends(require(*ALL_ROLES))]) -> dict[str, Any]:
+    """One alarm with its timeline: every trigger, notification and transition."""
+    try:
+        alarm = await ctx.desk.get(alarm_id)
+    except AlarmNotFound:
+        raise not_found(alarm_id) from None
+    view = alarm_view(alarm)
+    view["timeline"] = [entry_view(e) for e in await ctx.desk.timeline(alarm)]
+    return view
+
+
+async def act(alarm_id: str, change: Callable[[], Awaitable[Alarm]]) -> dict[str, Any]:
+    try:
+        alarm = await change()
+    except AlarmNotFound:
+        raise not_found(alarm_id) from None
+    except TransitionError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return alarm_view(alarm)
+
+
+@router.post("/alarms/{alarm_id}/ack", response_model=AlarmView, responses=ACTION_ERRORS)
+async def ack_alarm(
+    alarm_id: str,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require(*ACTORS))],
+    body: AckBody | None = None,
+) -> dict[str, Any]:
+    """Take the alarm: stops its alert chain. 409 if it is already acknowledged or closed."""
+    result = await act(alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, now_ms()))
+    if body is not None and body.note:
+        result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, now_ms()))
+    await audit(ctx, who, "ack", alarm=alarm_id)
+    return result
+
+
+@router.post("/alarms/{alarm_id}/resolve", response_model=AlarmView, responses=ACTION_ERRORS)
+async def resolve_alarm(
+    alarm_id: str, body: ResolveBody, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
+) -> dict[str, Any]:
+    """Close the alarm with a closing code (GET /api/closing-codes; any other code is a 422).
+    409 if it is already closed."""
+    code = str(body.code)
+    result = await act(alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, now_ms()))
+    await audit(ctx, who, "resolve", alarm=alarm_id, code=code)
+    return result
+
+
+@router.post("/alarms/{alarm_id}/note", response_model=AlarmView, responses=ACTION_ERRORS)
+async def note_alarm(
+    alarm_id: str, body: NoteBody, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
+) -> dict[str, Any]:
+    """Add a line to the alarm's timeline, open or closed: the record is what is audited later."""
+    result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, now_ms()))
+    await audit(ctx, who, "note", alarm=alarm_id)
+    return result
+
+
+@router.get("/closing-codes", response_model=ClosingCodes, responses=PROTECTED)
+async def closing_codes(_: Annotated[Principal, Depends(require(*ALL_ROLES))]) -> dict[str, Any]:
+    """The codes a resolve may use, with the labels the console shows."""
+    return {"codes": [{"code": c, "label": label} for c, label in CLOSING_CODES.items()]}

@@ -1,0 +1,55 @@
+"""What every router needs from the running service, handed over once in `create_app`.
+
+Routers live in their own modules and cannot close over `create_app`'s locals, so they
+reach the shared clients through `request.app.state.ctx` (the `context` dependency).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from starlette.requests import HTTPConnection
+
+from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.directory import Directory
+from responsecentre.metrics import Metrics
+from responsecentre.store.keys import KEYS
+from responsecentre.web.auth import Principal, Users
+
+ReadyCheck = Callable[[], tuple[bool, str]]
+
+
+@dataclass
+class AppContext:
+    redis: aioredis.Redis
+    desk: AlarmDesk
+    directory: Directory
+    metrics: Metrics
+    users: Users
+    secret_key: str
+    secure_cookies: bool = False
+    # Each returns (ok, why); `why` starts with the dependency's name ("broker: not connected")
+    # so /readyz can say which dependency holds readiness back.
+    ready_checks: list[ReadyCheck] = field(default_factory=list)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def context(conn: HTTPConnection) -> AppContext:
+    """The dependency routers use; works for HTTP requests and WebSockets alike."""
+    return conn.app.state.ctx  # type: ignore[no-any-return]
+
+
+async def audit(ctx: AppContext, principal: Principal, action: str, **detail: str) -> None:
+    """Who did what to which alarm or resident, kept apart from the alarms so it survives them."""
+    await ctx.redis.xadd(
+        KEYS.audit(),
+        {"ts": now_ms(), "user": principal.username, "role": str(principal.role), "action": action, **detail},
+        maxlen=1_000_000,
+        approximate=True,
+    )

@@ -1,0 +1,167 @@
+"""The shapes the HTTP API promises, request and response.
+
+They exist so /openapi.json tells the truth: every status a route can answer is listed
+with its body, and schemathesis (tests/test_http_contract.py) holds the routes to it.
+Responses are validated against these models on the way out, so a drift between the
+alarm view and the document fails loudly in the tests rather than in an integration.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from responsecentre.alarms.model import CLOSING_CODES, AlarmState
+from responsecentre.web.auth import Role
+
+MAX_TEXT = 2000
+
+
+# An enum so the document lists the codes and a wrong one is a 422 naming the valid ones.
+ClosingCode = StrEnum("ClosingCode", {code: code for code in CLOSING_CODES})  # type: ignore[misc]
+
+
+class AckBody(BaseModel):
+    note: str = Field(default="", max_length=MAX_TEXT)
+
+
+class ResolveBody(BaseModel):
+    code: ClosingCode = Field(description="one of GET /api/closing-codes")  # type: ignore[valid-type]
+    note: str = Field(default="", max_length=MAX_TEXT)
+
+
+class NoteBody(BaseModel):
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """Every error that is not a validation error: one sentence a person can act on."""
+
+    detail: str
+
+
+class FieldProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """A 422: where and why, never the rejected input (it may be huge or personal)."""
+
+    detail: list[FieldProblem]
+
+
+class AlarmView(BaseModel):
+    id: str
+    tenant: str
+    home_id: str
+    zone: str
+    kind: str
+    priority: str
+    rule: str
+    state: AlarmState
+    unhandled: bool
+    chain: str
+    step: int
+    steps: int
+    round: int
+    next_step_due: str | None
+    raised_at: str
+    updated_at: str
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    closed_at: str | None
+    closed_by: str | None
+    closing_code: str | None
+    triggers: int
+
+
+class EntryView(BaseModel):
+    ts: str | None
+    what: str
+    by: str
+    detail: dict[str, Any]
+
+
+class AlarmDetail(AlarmView):
+    timeline: list[EntryView]
+
+
+class AlarmList(BaseModel):
+    alarms: list[AlarmView]
+
+
+class ClosingCodeView(BaseModel):
+    code: str
+    label: str
+
+
+class ClosingCodes(BaseModel):
+    codes: list[ClosingCodeView]
+
+
+class DeviceView(BaseModel):
+    tenant: str
+    device_id: str
+    kind: str
+    home_id: str
+    online: bool | None
+    battery: int | float | None
+    status_at: str | None
+
+
+class DeviceList(BaseModel):
+    devices: list[DeviceView]
+
+
+class ResidentView(BaseModel):
+    name: str
+    address: str
+    key_safe: str
+    care_notes: str
+
+
+class HomeView(BaseModel):
+    tenant: str
+    home_id: str
+    zone: str
+    devices: list[str]
+    resident: ResidentView
+
+
+class Me(BaseModel):
+    username: str
+    role: Role
+    staff_id: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description='per dependency: "ok" or why it is not ready')
+    problems: list[str] = Field(description='"name: why" for each failing dependency (kept for older probes)')
+
+
+def problem(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description}
+
+
+UNAUTHENTICATED = {401: problem("No or wrong credentials (HTTP Basic, or the console's session cookie)")}
+FORBIDDEN = {403: problem("The role may not do this, or a session's CSRF token is missing")}
+INVALID = {422: {"model": ValidationProblem, "description": "The request does not match this document"}}
+UNAVAILABLE = {503: problem("Alarm storage (Redis) is unavailable; retry after Retry-After seconds")}
+PROTECTED: dict[int | str, dict[str, Any]] = {**UNAUTHENTICATED, **FORBIDDEN, **INVALID, **UNAVAILABLE}
+# For routes that take a body: what is refused before the body is looked at.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: problem("The body is not UTF-8"),
+    413: problem("The request body is larger than 64 KiB"),
+}

@@ -1,0 +1,297 @@
+"""Hostile messages through the real broker: the centre stays up and accounts for each.
+
+Hypothesis (fixed seed, a bounded budget) writes at least FUZZ_MESSAGES messages at QoS
+0 and 1: random bytes, invalid UTF-8 in every string and in unknown fields, valid
+non-ASCII text, deep nesting, huge numbers, NaN and Infinity, far-future and negative
+timestamps, long and odd ids, extra topic levels and odd names, unknown tenants and
+devices, retained events and empty payloads; then 1 MiB and 10 MiB payloads. A witness
+subscriber counts what the broker delivered; the service must have stored, de-duplicated
+or dead-lettered exactly that many, never have been down, and raise the next good
+event's alarm within 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from responsecentre.contract import EVENT_TYPES
+from tests.servers import Mosquitto, running
+from tests.service import PASSWORD, ServiceProcess
+
+FUZZ_MESSAGES = 10_000
+PER_EXAMPLE = 100
+
+BAD_UTF8 = [b"\xc3\x28", b"\xff", b"\xed\xa0\x80", b"\xe2\x82", b"\xf0\x28\x8c\xbc", b"\xc0\xaf", b"\x80"]
+
+
+def quoted(raw: bytes) -> bytes:
+    return b'"' + raw + b'"'
+
+
+text = st.text(max_size=24)  # any valid Unicode: non-ASCII, controls, emoji
+json_text = text.map(lambda s: json.dumps(s, ensure_ascii=False).encode())
+bad_text = st.tuples(text, st.sampled_from(BAD_UTF8), text).map(
+    lambda t: quoted(json.dumps(t[0])[1:-1].encode() + t[1] + json.dumps(t[2])[1:-1].encode())
+)
+any_string = st.one_of(json_text, bad_text)
+numbers = st.one_of(
+    st.integers(-(2**70), 2**70).map(lambda n: str(n).encode()),
+    st.sampled_from([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999", b"1e308", b"5e-324", b"-0"]),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: repr(f).encode()),
+)
+ids = st.one_of(
+    st.integers(0, 10**6).map(lambda n: json.dumps(f"fz-{n}").encode()),
+    any_string,
+    st.text(min_size=60, max_size=200).map(lambda s: json.dumps(s).encode()),  # long
+    numbers,
+    st.sampled_from([b'""', b"true", b"null", b"[]", b"{}"]),
+)
+types = st.one_of(st.sampled_from(EVENT_TYPES).map(lambda t: json.dumps(t).encode()), any_string, numbers)
+timestamps = st.one_of(
+    st.integers(1_700_000_000_000, 1_900_000_000_000).map(lambda n: str(n).encode()),
+    st.integers(-(2**63), 2**63).map(lambda n: str(n).encode()),  # negative, far future, huge
+    st.datetimes(timezones=st.timezones()).map(lambda d: json.dumps(d.isoformat()).encode()),
+    st.sampled_from([b'"0001-01-01T00:00:00Z"', b'"9999-12-31T23:59:59Z"', b'"2026-11-22T03:12:45.120Z"']),
+    any_string,
+)
+leaf = st.one_of(any_string, numbers, st.sampled_from([b"true", b"null"]))
+data = st.one_of(
+    st.recursive(
+        leaf, lambda inner: st.lists(inner, max_size=3).map(lambda xs: b"[" + b",".join(xs) + b"]"), max_leaves=4
+    ),
+    st.integers(1, 3000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),  # deep nesting
+    st.integers(1, 3000).map(lambda n: b"[" * n + b"]" * n),
+    st.dictionaries(st.text(max_size=8), leaf, max_size=4).map(
+        lambda d: b"{" + b",".join(json.dumps(k).encode() + b":" + v for k, v in d.items()) + b"}"
+    ),
+)
+
+
+@st.composite
+def event_payload(draw: st.DrawFn) -> bytes:
+    fields: list[tuple[bytes, bytes]] = []
+    for name, strategy in ((b"id", ids), (b"type", types), (b"ts", timestamps)):
+        if draw(st.integers(0, 9)):  # now and then a required field is missing
+            fields.append((name, draw(strategy)))
+    if draw(st.booleans()):
+        fields.append((b"value", draw(st.one_of(numbers, any_string))))
+    if draw(st.booleans()):
+        fields.append((b"data", draw(data)))
+    if draw(st.booleans()):  # an unknown field, often with invalid UTF-8
+        fields.append((draw(st.sampled_from([b'"x"', b'"\xff"', b'"n\xc3\x28"'])), draw(any_string)))
+    return b"{" + b",".join(k if k.startswith(b'"') else b'"' + k + b'"' + b":" + v for k, v in fields) + b"}"
+
+
+def topic_for(tenant: str) -> st.SearchStrategy[str]:
+    devices = st.sampled_from(["h1-btn", "h2-btn", "h3-fall", "h1-med"])
+    odd = st.one_of(
+        # Any name the broker lets through (it refuses control characters, surrogates and
+        # non-characters in a topic by dropping the client: not our input to handle).
+        st.text(
+            st.characters(exclude_categories=("Cc", "Cs", "Co", "Cn"), exclude_characters="/+#"),
+            min_size=1,
+            max_size=30,
+        ),
+        st.sampled_from(["nobody", "dévice", "h1-btn.", "x" * 200, "-", "h1 btn"]),
+    )
+    return st.one_of(
+        devices.map(lambda d: f"rc/v1/{tenant}/devices/{d}/events"),
+        devices.map(lambda d: f"rc/v1/{tenant}/devices/{d}/status"),
+        odd.map(lambda d: f"rc/v1/{tenant}/devices/{d}/events"),
+        devices.map(lambda d: f"rc/v1/other-{tenant}/devices/{d}/events"),  # unknown tenant
+        devices.map(lambda d: f"rc/v1/{tenant}/devices/{d}/events/extra"),  # extra level
+        devices.map(lambda d: f"rc/v1/{tenant}/devices/{d}/nonsense"),
+        devices.map(lambda d: f"rc/v1/{tenant}/devices/{d}+/events"),  # wildcards: refused client-side
+    )
+
+
+payloads = st.one_of(
+    event_payload(),
+    event_payload(),
+    st.binary(max_size=300),
+    st.just(b""),
+    st.sampled_from([b"[]", b"null", b"1", b'"x"', b"{", b'{"online": true}', b'{"online": false, "battery": 999}']),
+)
+
+
+class Witness:
+    """Counts every message the broker delivers under rc/v1/+/devices/#, as ingest sees them."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=f"w-{uuid.uuid4().hex[:8]}",
+        )
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe("rc/v1/+/devices/#", qos=1)
+        self.client.loop_start()
+        assert self.subscribed.wait(5)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.count += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Health:
+    """Polls /healthz every 100 ms in the background; records every failure."""
+
+    def __init__(self, base_url: str) -> None:
+        self.failures: list[str] = []
+        self.polls = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(base_url,), daemon=True)
+        self._thread.start()
+
+    def _run(self, base_url: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=2.0) as client:
+            while not self._stop.wait(0.1):
+                try:
+                    if client.get("/healthz").status_code != 200:
+                        self.failures.append("status")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.polls += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def metric_sum(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    with running(Mosquitto, tmp_path / "mosquitto") as server:
+        yield server
+
+
+def test_hostile_messages_never_stop_the_centre_and_each_is_accounted_for(
+    tmp_path: Path, tenant: str, own_mosquitto: Mosquitto, redis_url: str
+) -> None:
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=own_mosquitto.url, redis_url=redis_url)
+    svc.start()
+    witness = Witness(own_mosquitto)
+    health = Health(svc.base_url)
+    device = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="fuzzer")
+    device.max_inflight_messages_set(200)
+    device.connect(own_mosquitto.host, own_mosquitto.port)
+    device.loop_start()
+    published = {"qos0": 0, "qos1": 0, "refused_by_client": 0}
+
+    @seed(20261123)
+    @settings(
+        max_examples=FUZZ_MESSAGES // PER_EXAMPLE + 20,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        st.lists(
+            st.tuples(topic_for(tenant), payloads, st.sampled_from([0, 1]), st.booleans()),
+            min_size=PER_EXAMPLE,
+            max_size=PER_EXAMPLE,
+        )
+    )
+    def publish(messages: list[tuple[str, bytes, int, bool]]) -> None:
+        infos = []
+        for topic, payload, qos, retain in messages:
+            try:
+                infos.append(device.publish(topic, payload, qos=qos, retain=retain and qos == 1))
+            except ValueError:  # a wildcard in a topic name: paho will not send it
+                published["refused_by_client"] += 1
+                continue
+            published[f"qos{qos}"] += 1
+        for info in infos:
+            info.wait_for_publish(10)
+
+    try:
+        publish()
+        sent = published["qos0"] + published["qos1"]
+        assert sent >= FUZZ_MESSAGES, published
+        # The payloads past the contract's size: 1 MiB reaches us (oversized), 10 MiB is
+        # over the broker's packet limit (it drops the sender); neither may hurt us.
+        for size in (1 << 20, 10 << 20):
+            big = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            big.connect(own_mosquitto.host, own_mosquitto.port)
+            big.loop_start()
+            big.publish(f"rc/v1/{tenant}/devices/h1-btn/events", b"{" + b" " * size + b"}", qos=1).wait_for_publish(10)
+            big.disconnect()
+            big.loop_stop()
+
+        with httpx.Client(base_url=svc.base_url, auth=("operator", PASSWORD), timeout=5.0) as api:
+            deadline = time.monotonic() + 60
+            received = -1.0
+            while time.monotonic() < deadline:
+                text = api.get("/metrics").text
+                received = metric_sum(text, "responsecentre_mqtt_messages_total{")
+                if received >= witness.count and witness.count >= sent - published["qos0"]:
+                    break
+                time.sleep(0.2)
+            time.sleep(0.5)  # the witness may still be counting the last QoS 0 messages
+            text = api.get("/metrics").text
+            received = metric_sum(text, "responsecentre_mqtt_messages_total{")
+            assert received == witness.count, (received, witness.count, published)
+            stored = metric_sum(text, "responsecentre_events_stored_total{")
+            duplicate = metric_sum(text, "responsecentre_events_duplicate_total{")
+            rejected = metric_sum(text, "responsecentre_events_rejected_total{")
+            statuses = metric_sum(text, "responsecentre_device_statuses_total ")
+            assert stored + duplicate + rejected + statuses == received, text
+            assert metric_sum(text, 'responsecentre_events_rejected_total{reason="internal"}') == 0
+            r = redis.Redis.from_url(redis_url)
+            try:
+                assert r.xlen("rc:deadletters") == rejected
+                assert r.xlen(f"rc:{tenant}:events") == stored
+            finally:
+                r.close()
+
+            # The next good event becomes an alarm (or joins the home's open one) within 2 s.
+            def triggers() -> int:
+                alarms = api.get("/api/alarms").json()["alarms"]
+                return sum(a["triggers"] for a in alarms if a["home_id"] == "h3" and a["kind"] == "assistance")
+
+            before, settled = triggers(), time.monotonic() + 10
+            while time.monotonic() < settled:  # the fuzz's own alarms are all in
+                time.sleep(0.3)
+                if (now := triggers()) == before:
+                    break
+                before = now
+            started = time.monotonic()
+            payload = json.dumps({"id": "good-after-fuzz", "type": "alarm.button", "ts": int(time.time() * 1000)})
+            device.publish(f"rc/v1/{tenant}/devices/h3-btn/events", payload, qos=1).wait_for_publish(5)
+            while time.monotonic() - started < 5 and triggers() != before + 1:
+                time.sleep(0.05)
+            assert triggers() == before + 1
+            assert time.monotonic() - started < 2.0
+        assert health.polls > 10 and not health.failures, health.failures
+        assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
+    finally:
+        health.stop()
+        device.disconnect()
+        device.loop_stop()
+        witness.close()
+        svc.stop()
