@@ -34,6 +34,7 @@ from responsecentre.engine import Engine, EventBatch, Triggers
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
+from responsecentre.store.records import EventRecord
 
 STAGE = "rules"
 
@@ -43,16 +44,12 @@ Row = tuple[str, str, dict[bytes, bytes]]  # tenant, log position, the stored fi
 class _Parsed:
     """One stored event, decoded for the engine."""
 
-    __slots__ = ("device", "fields", "position", "seq", "tenant", "ts", "type_id", "value")
+    __slots__ = ("device", "position", "record", "seq", "tenant", "type_id")
 
-    def __init__(self, row: Row, device: int) -> None:
-        self.tenant, self.position, self.fields = row
-        self.device = device
-        self.type_id = TYPE_ID[row[2][b"type"].decode()]
-        self.ts = int(row[2][b"ts"])
-        raw = row[2].get(b"value")
-        self.value = float(raw) if raw is not None else None
-        self.seq = stream_seq(self.position)
+    def __init__(self, tenant: str, position: str, record: EventRecord, device: int) -> None:
+        self.tenant, self.position, self.record, self.device = tenant, position, record, device
+        self.type_id = TYPE_ID[record.type]
+        self.seq = stream_seq(position)
 
 
 log = logging.getLogger(__name__)
@@ -189,10 +186,11 @@ class RuleProcessor:
         for row in rows:
             tenant, position, fields = row
             try:
-                device = self.directory.device(tenant, fields[b"device"].decode())
-                if device is None or fields[b"type"].decode() not in TYPE_ID:
+                record = EventRecord.decode(fields)
+                device = self.directory.device(tenant, record.device)
+                if device is None or record.type not in TYPE_ID:
                     continue  # removed from the directory since it was stored
-                kept.append(_Parsed(row, device.index))
+                kept.append(_Parsed(tenant, position, record, device.index))
             except Exception as exc:
                 reraise_if_stopping()
                 if is_outage(exc):
@@ -252,7 +250,7 @@ class RuleProcessor:
                 )
                 continue
             if alarm is not None and event is not None:
-                self.metrics.event_to_alarm_seconds.observe(max(0, now_ms - int(event.fields[b"recv"])) / 1000)
+                self.metrics.event_to_alarm_seconds.observe(max(0, now_ms - event.record.recv) / 1000)
 
     def _trigger(self, triggers: Triggers, i: int, rules: Any, event: _Parsed | None) -> Trigger:
         rule = rules[int(triggers.rule[i])]
@@ -260,7 +258,6 @@ class RuleProcessor:
         device_index = int(triggers.device[i])
         device = self.directory.device_list[device_index] if device_index >= 0 else None
         entity = device.device_id if device is not None else f"home:{home.home_id}"
-        fields: dict[bytes, Any] = event.fields if event is not None else {}
         return Trigger(
             cause=f"{rule.name}:{entity}:{int(triggers.origin[i])}",
             rule=rule.name,
@@ -271,8 +268,8 @@ class RuleProcessor:
             zone=home.zone,
             device_id=device.device_id if device is not None else None,
             ts_ms=int(triggers.ts[i]),
-            event_id=fields[b"id"].decode() if fields else None,
-            event_type=fields[b"type"].decode() if fields else None,
+            event_id=event.record.id if event is not None else None,
+            event_type=event.record.type if event is not None else None,
         )
 
 
@@ -280,8 +277,8 @@ def _batch(events: Sequence[_Parsed]) -> EventBatch:
     return EventBatch(
         type_id=np.array([e.type_id for e in events], dtype=np.int32),
         device=np.array([e.device for e in events], dtype=np.int32),
-        ts=np.array([e.ts for e in events], dtype=np.int64),
-        value=np.array([e.value if e.value is not None else 0.0 for e in events], dtype=np.float64),
-        has_value=np.array([e.value is not None for e in events], dtype=np.bool_),
+        ts=np.array([e.record.ts for e in events], dtype=np.int64),
+        value=np.array([e.record.value if e.record.value is not None else 0.0 for e in events], dtype=np.float64),
+        has_value=np.array([e.record.value is not None for e in events], dtype=np.bool_),
         seq=np.array([e.seq for e in events], dtype=np.int64),
     )

@@ -37,6 +37,7 @@ from responsecentre.escalation.chains import Chain, Channel, Step, Target, Targe
 from responsecentre.escalation.runner import Exhausted, Notify, Schedule, Unschedule
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import CAUSE_TTL_S, FEED_MAXLEN, KEYS, Keys
+from responsecentre.store.records import feed_entry
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class AlarmDesk:
         pipe.set(self.keys.alarm(tenant, alarm.id), _enc(alarm))
         if entries:
             pipe.rpush(self.keys.timeline(tenant, alarm.id), *[_enc(e) for e in entries])
-        pipe.xadd(self.keys.feed(), {"alarm": _enc(alarm_view(alarm))}, maxlen=FEED_MAXLEN, approximate=True)
+        pipe.xadd(self.keys.feed(), feed_entry(_enc(alarm_view(alarm))), maxlen=FEED_MAXLEN, approximate=True)
         pipe.xadd(
             self.keys.outbox(),
             {"channel": "integration", "tenant": tenant, "alarm": alarm.id, "body": _enc(integration_view(alarm))},

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from responsecentre.contract import DeviceStatus, Event
 from responsecentre.store.keys import DEAD_LETTER_MAXLEN, KEYS, SEEN_TTL_S, Keys
+from responsecentre.store.records import EventRecord, StatusRecord
 
 EVENT_LOG_MAXLEN = 1_000_000  # per tenant; the engine reads far behind only after an outage
 
@@ -59,27 +60,19 @@ class EventLog:
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in stored:
                 e = s.event
-                fields: list[Any] = [
-                    "device",
-                    e.device_id,
-                    "id",
-                    e.id,
-                    "type",
-                    e.type,
-                    "ts",
-                    s.engine_ts_ms,
-                    "dts",
-                    e.ts_ms,
-                    "recv",
-                    s.received_ms,
-                ]
-                if e.value is not None:
-                    fields += ["value", repr(e.value)]
-                if e.data:
-                    fields += ["data", msgspec.json.encode(e.data)]
+                record = EventRecord(
+                    device=e.device_id,
+                    id=e.id,
+                    type=e.type,
+                    ts=s.engine_ts_ms,
+                    dts=e.ts_ms,
+                    recv=s.received_ms,
+                    value=e.value,
+                    data=msgspec.json.encode(e.data) if e.data else None,
+                )
                 await self._store(
                     keys=[self.keys.seen(e.tenant, e.device_id, e.id), self.keys.events(e.tenant)],
-                    args=[SEEN_TTL_S, EVENT_LOG_MAXLEN, *fields],
+                    args=[SEEN_TTL_S, EVENT_LOG_MAXLEN, *record.fields()],
                     client=pipe,
                 )
             for change in statuses:
@@ -88,15 +81,10 @@ class EventLog:
                     pipe.hdel(key, change.device_id)
                     continue
                 status = change.status
-                record = {
-                    "online": status.online,
-                    "battery": status.battery,
-                    "ts": status.ts_ms,
-                    "recv": change.received_ms,
-                }
-                pipe.hset(key, change.device_id, msgspec.json.encode(record))
-            for record in dead:
-                pipe.xadd(self.keys.dead_letters(), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+                status_record = StatusRecord(status.online, status.battery, status.ts_ms, change.received_ms)
+                pipe.hset(key, change.device_id, status_record.encode())
+            for letter in dead:
+                pipe.xadd(self.keys.dead_letters(), letter, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             results = await pipe.execute()
         return [r.decode() if isinstance(r, bytes) else r for r in results[: len(stored)]]
 

@@ -17,6 +17,7 @@ from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.directory import Directory
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
+from responsecentre.store.records import AUDIT_MAXLEN, audit_record
 from responsecentre.web.auth import Principal, Users
 
 ReadyCheck = Callable[[], tuple[bool, str]]
@@ -49,7 +50,7 @@ async def audit(ctx: AppContext, principal: Principal, action: str, **detail: st
     """Who did what to which alarm or resident, kept apart from the alarms so it survives them."""
     await ctx.redis.xadd(
         KEYS.audit(),
-        {"ts": now_ms(), "user": principal.username, "role": str(principal.role), "action": action, **detail},
-        maxlen=1_000_000,
+        audit_record(now_ms(), principal.username, action, str(principal.role), **detail),
+        maxlen=AUDIT_MAXLEN,
         approximate=True,
     )

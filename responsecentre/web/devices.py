@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-import msgspec
 from fastapi import APIRouter, Depends, HTTPException
 
 from responsecentre.alarms.view import iso
 from responsecentre.store.keys import KEYS
+from responsecentre.store.records import decode_status_record
 from responsecentre.web.auth import ALL_ROLES, RESIDENT_READERS, Principal, require
 from responsecentre.web.context import AppContext, audit, context
 from responsecentre.web.models import PROTECTED, DeviceList, HomeView, problem
@@ -34,7 +34,7 @@ async def list_devices(
     status: dict[tuple[str, str], dict[str, Any]] = {}
     for t in tenants:
         for device_id, raw in (await ctx.redis.hgetall(KEYS.device_status(t))).items():
-            status[(t, device_id.decode())] = msgspec.json.decode(raw)
+            status[(t, device_id.decode())] = decode_status_record(raw)
     devices = []
     for d in ctx.directory.device_list:
         if d.tenant not in tenants:
@@ -46,9 +46,9 @@ async def list_devices(
                 "device_id": d.device_id,
                 "kind": d.kind,
                 "home_id": d.home_id,
-                "online": s["online"] if s else None,
-                "battery": s["battery"] if s else None,
-                "status_at": iso(s["ts"] or s["recv"]) if s else None,
+                "online": s.online if s else None,
+                "battery": s.battery if s else None,
+                "status_at": iso(s.at_ms) if s else None,
             }
         )
     return {"devices": devices}

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnected
 
 from responsecentre.alarms.view import alarm_view
 from responsecentre.store.keys import KEYS
+from responsecentre.store.records import feed_alarm_json
 from responsecentre.web.auth import authenticate
 from responsecentre.web.context import AppContext, context
 
@@ -103,5 +104,5 @@ async def _pump(websocket: WebSocket, ctx: AppContext, position: str) -> None:
         for _, entries in reply or []:
             for entry_id, fields in entries:
                 position = entry_id.decode()
-                alarm_json = fields[b"alarm"].decode()
+                alarm_json = feed_alarm_json(fields)
                 await websocket.send_text(f'{{"type":"alarm","position":"{position}","alarm":{alarm_json}}}')

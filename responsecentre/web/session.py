@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from responsecentre.store.keys import KEYS
+from responsecentre.store.records import AUDIT_MAXLEN, audit_record
 from responsecentre.web.auth import ALL_ROLES, CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Principal, require
 from responsecentre.web.context import AppContext, context, now_ms
 from responsecentre.web.models import PROTECTED, Me
@@ -41,7 +42,12 @@ async def login(
     if user is None:
         return RedirectResponse(f"/login?error=1&next={target}", status_code=303)
     token, csrf = request.app.state.sessions.issue(user)
-    await ctx.redis.xadd(KEYS.audit(), {"ts": now_ms(), "user": user.username, "action": "login"})
+    await ctx.redis.xadd(
+        KEYS.audit(),
+        audit_record(now_ms(), user.username, "login", str(user.role)),
+        maxlen=AUDIT_MAXLEN,
+        approximate=True,
+    )
     response = RedirectResponse(target, status_code=303)
     common = {"max_age": SESSION_MAX_AGE_S, "samesite": "strict", "secure": ctx.secure_cookies}
     response.set_cookie(SESSION_COOKIE, token, httponly=True, **common)  # type: ignore[arg-type]
