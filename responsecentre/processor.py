@@ -29,16 +29,24 @@ from responsecentre.alarms.model import Trigger
 from responsecentre.clock import Clock, system_clock
 from responsecentre.config import Settings
 from responsecentre.contract import TYPE_ID
-from responsecentre.directory import Directory
+from responsecentre.directory import Directory, Home
 from responsecentre.engine import Engine, EventBatch, Triggers
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
 from responsecentre.store.records import EventRecord
 
+log = logging.getLogger(__name__)
+
 STAGE = "rules"
 
 Row = tuple[str, str, dict[bytes, bytes]]  # tenant, log position, the stored fields
+
+
+def stream_seq(stream_id: str) -> int:
+    """A Redis stream id as one int64, the engine's opaque event `seq` (stable on replay)."""
+    ms, _, n = stream_id.partition("-")
+    return (int(ms) << 20) | (int(n) & 0xFFFFF)
 
 
 class _Parsed:
@@ -50,15 +58,6 @@ class _Parsed:
         self.tenant, self.position, self.record, self.device = tenant, position, record, device
         self.type_id = TYPE_ID[record.type]
         self.seq = stream_seq(position)
-
-
-log = logging.getLogger(__name__)
-
-
-def stream_seq(stream_id: str) -> int:
-    """A Redis stream id as one int64, the engine's opaque event `seq` (stable on replay)."""
-    ms, _, n = stream_id.partition("-")
-    return (int(ms) << 20) | (int(n) & 0xFFFFF)
 
 
 class RuleProcessor:
@@ -191,31 +190,24 @@ class RuleProcessor:
                 if device is None or record.type not in TYPE_ID:
                     continue  # removed from the directory since it was stored
                 kept.append(_Parsed(tenant, position, record, device.index))
-            except Exception as exc:
-                reraise_if_stopping()
-                if is_outage(exc):
-                    raise
+            except Exception as exc:  # pure decoding: a bad entry, never an outage
                 await self.park(tenant, position, exc)
         if not kept:
             return
         started = time.perf_counter()
         try:
             triggers = self.engine.process(_batch(kept))
-        except Exception as exc:
-            reraise_if_stopping()
-            if is_outage(exc):
-                raise
+        except Exception as exc:  # the engine is pure: no outage, no cancellation inside
             # The engine checks a batch before it changes any state, so a refused batch
             # is refused whole: find the event it refuses by running them one at a time.
             log.error("rules: the engine refused a batch of %d (%s); one by one", len(kept), describe(exc))
             for one in kept:
                 try:
-                    await self._apply(self.engine.process(_batch([one])), [one])
+                    triggers = self.engine.process(_batch([one]))
                 except Exception as exc_one:
-                    reraise_if_stopping()
-                    if is_outage(exc_one):
-                        raise
                     await self.park(one.tenant, one.position, exc_one)
+                    continue
+                await self._apply(triggers, [one])
             return
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(kept))
@@ -233,28 +225,24 @@ class RuleProcessor:
         for i in range(len(triggers.rule)):
             event_index = int(triggers.event[i])
             event = rows[event_index] if event_index >= 0 else None
+            home = self.directory.home_list[int(triggers.home[i])]
             trigger: Trigger | None = None
             try:
-                trigger = self._trigger(triggers, i, rules, event)
+                trigger = self._trigger(triggers, i, rules, home, event)
                 now_ms = self.clock()
-                alarm = await self.desk.apply_trigger(
-                    self.directory.home_list[int(triggers.home[i])].tenant, trigger, now_ms
-                )
+                alarm = await self.desk.apply_trigger(home.tenant, trigger, now_ms)
             except Exception as exc:
                 reraise_if_stopping()
                 if is_outage(exc):
                     raise
-                tenant = event.tenant if event is not None else self.directory.home_list[int(triggers.home[i])].tenant
-                await self.park(
-                    tenant, event.position if event is not None else "", exc, trigger.cause if trigger else ""
-                )
+                position = event.position if event is not None else ""
+                await self.park(home.tenant, position, exc, trigger.cause if trigger else "")
                 continue
             if alarm is not None and event is not None:
                 self.metrics.event_to_alarm_seconds.observe(max(0, now_ms - event.record.recv) / 1000)
 
-    def _trigger(self, triggers: Triggers, i: int, rules: Any, event: _Parsed | None) -> Trigger:
+    def _trigger(self, triggers: Triggers, i: int, rules: Any, home: Home, event: _Parsed | None) -> Trigger:
         rule = rules[int(triggers.rule[i])]
-        home = self.directory.home_list[int(triggers.home[i])]
         device_index = int(triggers.device[i])
         device = self.directory.device_list[device_index] if device_index >= 0 else None
         entity = device.device_id if device is not None else f"home:{home.home_id}"

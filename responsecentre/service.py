@@ -134,7 +134,7 @@ class Service:
         s = self.settings
         app = self.build_app()
         self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics)
-        ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults)
+        ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults, self.clock)
         self.processor = RuleProcessor(
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
         )
@@ -163,7 +163,10 @@ class Service:
                     ),
                     name="timers",
                 )
-                tg.create_task(run_notifiers(self.redis, notifiers, self.metrics, faults=self.faults), name="notifiers")
+                tg.create_task(
+                    run_notifiers(self.redis, notifiers, self.metrics, faults=self.faults, clock=self.clock),
+                    name="notifiers",
+                )
                 tg.create_task(self._serve(), name="http")
         finally:
             self.link.stop()

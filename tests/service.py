@@ -6,7 +6,6 @@ its own MQTT client id (so its own persistent session) and a flushed Redis datab
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre.contract import encode_event, events_topic
 from responsecentre.servers import Centre
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,6 +167,11 @@ class Publisher:
         self.client.loop_stop()
 
 
+def metric_sum(text: str, prefix: str) -> float:
+    """The sum of every sample in a /metrics text whose line starts with `prefix`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
 class Api:
     def __init__(self, base_url: str, username: str = "operator") -> None:
         self.client = httpx.AsyncClient(base_url=base_url, auth=(username, PASSWORD), timeout=10.0)
@@ -184,15 +189,31 @@ class Api:
         return r.json()
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0, state: str = "open") -> list[dict[str, Any]]:
-        """Poll the alarm list until `predicate(alarms)` holds; bounded by `timeout`."""
-        deadline = time.monotonic() + timeout
-        alarms: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            alarms = await self.alarms(state)
-            if predicate(alarms):
-                return alarms
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"condition not met within {timeout}s; alarms: {alarms}")
+        """The alarm list once `predicate(alarms)` holds; bounded by `timeout`."""
+        seen: list[dict[str, Any]] = []
+
+        async def check() -> bool:
+            seen[:] = await self.alarms(state)
+            return bool(predicate(seen))
+
+        try:
+            await until(check, timeout, "the alarm condition")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; alarms: {seen}") from None
+        return list(seen)
+
+    async def metric(self, prefix: str) -> float:
+        return metric_sum((await self.client.get("/metrics")).text, prefix)
+
+    async def ready(self) -> tuple[int, dict[str, Any]]:
+        r = await self.client.get("/readyz")
+        return r.status_code, r.json()
+
+    async def ready_problem(self, dependency: str) -> str | None:
+        """Why /readyz says `dependency` is not ready; None while it is."""
+        status, body = await self.ready()
+        why = body.get("checks", {}).get(dependency, "ok")
+        return None if status == 200 or why == "ok" else str(why)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from responsecentre.servers import free_port
-from tests.service import ROOT
+from tests.service import ROOT, metric_sum
+from tests.waiting import until_sync
 
 START_TIMEOUT_S = 60.0
 _outputs = itertools.count()
@@ -69,10 +70,9 @@ def alive(pid: int) -> bool:
 
 def wait_until_gone(pids: list[int], timeout_s: float) -> list[int]:
     """The pids still alive after waiting up to `timeout_s` for them to end."""
-    deadline = time.monotonic() + timeout_s
-    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
+    with contextlib.suppress(AssertionError):
+        until_sync(lambda: not any(alive(p) for p in pids), timeout_s, "the processes gone")
+    return [p for p in pids if alive(p)]
 
 
 def demo_environ() -> dict[str, str]:
@@ -95,12 +95,18 @@ class Demo:
 
     def wait_for(self, text: str, timeout_s: float = START_TIMEOUT_S) -> str:
         """The output once it holds `text`; fails at once if the demo exits first."""
-        deadline = time.monotonic() + timeout_s
-        while text not in (output := self.output()):
+
+        def shown() -> str | None:
+            output = self.output()
+            if text in output:
+                return output
             assert self.proc.poll() is None, f"the demo exited with {self.proc.returncode}:\n{output}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout_s:.0f} s:\n{output}"
-            time.sleep(0.05)
-        return output
+            return None
+
+        try:
+            return until_sync(shown, timeout_s, f"{text!r} in the demo's output")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.output()}") from None
 
     def wait_running(self) -> str:
         return self.wait_for("logins")
@@ -161,22 +167,22 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
             assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
             sim = f"--broker mqtt://127.0.0.1:{broker.group(1)} "
             assert "operator / operator-demo" in text and "mosquitto_pub" in text
-            ready = False
-            while time.monotonic() < deadline and not ready:
+
+            def ready() -> bool:
                 try:
-                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
                 except httpx.HTTPError:
-                    time.sleep(0.1)
-            assert ready
+                    return False
+
+            until_sync(ready, deadline - time.monotonic(), "the demo's service ready")
             r = httpx.get(f"http://127.0.0.1:{port}/api/devices", auth=("operator", "operator-demo"), timeout=5)
             assert len(r.json()["devices"]) >= 80  # the 20 demo homes
-            statuses = 0.0
-            while time.monotonic() < deadline and statuses < 80:  # the simulator's retained statuses
-                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-                found = re.search(r"^responsecentre_device_statuses_total (\S+)$", metrics, re.M)
-                statuses = float(found.group(1)) if found else 0.0
-                time.sleep(0.1)
-            assert statuses >= 80
+
+            def metrics_with_statuses() -> str | None:  # the simulator's retained statuses
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                return text if metric_sum(text, "responsecentre_device_statuses_total ") >= 80 else None
+
+            metrics = until_sync(metrics_with_statuses, deadline - time.monotonic(), "80 device statuses stored")
             assert "responsecentre_events_rejected_total{" not in metrics  # the simulator speaks the contract
             assert len(processes_under(data)) >= 2  # our own mosquitto and redis-server
             assert any(" sim " in p for p in processes_under(sim)), "the simulator is not running"

@@ -6,7 +6,8 @@ Each test has its own mosquitto and redis-server, so stopping them touches no ot
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import redis.asyncio as aioredis
 from tests.conftest import seed
 from tests.servers import Mosquitto, Redis, running
 from tests.service import Api, Publisher, ServiceProcess
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -33,27 +35,34 @@ def homes_with(kind: str, home: str):
     return lambda alarms: [a for a in alarms if a["kind"] == kind and a["home_id"] == home]
 
 
-async def test_an_event_sent_while_redis_is_down_is_held_by_the_broker_and_raises_its_alarm(
-    tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
-) -> None:
-    await seed(own_redis.url)
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
+@contextlib.asynccontextmanager
+async def centre(tmp_path: Path, tenant: str, mqtt_url: str, redis: Redis) -> AsyncIterator[tuple[ServiceProcess, Api]]:
+    """The service on a Redis of the test's own (seeded first), and an API client."""
+    await seed(redis.url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mqtt_url, redis_url=redis.url)
     svc.start()
     api = Api(svc.base_url)
     try:
+        yield svc, api
+    finally:
+        await api.close()
+        svc.stop()
+
+
+async def test_an_event_sent_while_redis_is_down_is_held_by_the_broker_and_raises_its_alarm(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
+) -> None:
+    async with centre(tmp_path, tenant, mosquitto.url, own_redis) as (svc, api):
         publisher.event(tenant, "h1-btn", "r-1", "alarm.button")
         await api.wait_for(homes_with("assistance", "h1"), timeout=5)
         own_redis.stop()
         publisher.event(tenant, "h2-btn", "r-2", "alarm.button")  # cannot be stored yet: not acked
-        await asyncio.sleep(1.5)
+        await until(lambda: api.ready_problem("redis"), 10, "/readyz naming Redis")
         assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
         own_redis.start()  # same port and directory: the append-only file brings the data back
         alarms = await api.wait_for(lambda al: homes_with("assistance", "h2")(al), timeout=20)
         assert homes_with("assistance", "h1")(alarms), "an alarm stored before the restart was lost"
         assert (await api.client.get("/readyz")).status_code == 200
-    finally:
-        await api.close()
-        svc.stop()
 
 
 async def test_a_broker_restart_is_survived(
@@ -95,17 +104,7 @@ async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
         second.close()
     api = Api(svc.base_url)
     try:
-        stored = 0.0
-        for _ in range(600):  # bounded: 60 s
-            text = (await api.client.get("/metrics")).text
-            stored = sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith("responsecentre_events_stored_total{")
-            )
-            if stored >= n:
-                break
-            await asyncio.sleep(0.1)
+        stored = await until(lambda: _at_least(api, n), 60, f"{n} events stored")
         assert stored == n, f"{stored:.0f} of {n} stored\n{svc.log_tail()}"
         assert "inbox full" not in svc.log_path.read_text()
     finally:
@@ -116,39 +115,33 @@ async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
 async def test_redis_out_of_memory_stops_acking_shows_on_readyz_and_recovers_by_itself(
     tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
 ) -> None:
-    await seed(own_redis.url)
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
-    svc.start()
-    api = Api(svc.base_url)
     admin = aioredis.Redis.from_url(own_redis.url)
     try:
-        publisher.event(tenant, "h1-btn", "oom-0", "alarm.button")
-        await api.wait_for(homes_with("assistance", "h1"), timeout=5)
-        # Full: every write is refused (noeviction is the default policy; the centre never
-        # lets Redis evict, since an evicted event or alarm would be lost without a trace).
-        await admin.config_set("maxmemory-policy", "noeviction")
-        await admin.config_set("maxmemory", 1)
-        publisher.event(tenant, "h2-btn", "oom-1", "alarm.button")  # PUBACK from the broker only
-        ready: dict = {}
-        for _ in range(100):  # bounded: 10 s
-            r = await api.client.get("/readyz")
-            ready = r.json()
-            if r.status_code == 503 and "waiting on storage" in str(ready):
-                break
-            await asyncio.sleep(0.1)
-        assert "out of memory" in str(ready["checks"].get("ingest")), ready
-        assert await admin.xlen(f"rc:{tenant}:events") == 1  # not stored, so not acked
-        assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
-        await admin.config_set("maxmemory", 0)  # space is back
-        await api.wait_for(homes_with("assistance", "h2"), timeout=10)
-        for _ in range(100):
-            if (await api.client.get("/readyz")).status_code == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert (await api.client.get("/readyz")).status_code == 200
-        assert await admin.xlen(f"rc:{tenant}:events") == 2
+        async with centre(tmp_path, tenant, mosquitto.url, own_redis) as (svc, api):
+            publisher.event(tenant, "h1-btn", "oom-0", "alarm.button")
+            await api.wait_for(homes_with("assistance", "h1"), timeout=5)
+            # Full: every write is refused (noeviction is the default policy; the centre never
+            # lets Redis evict, since an evicted event or alarm would be lost without a trace).
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", 1)
+            publisher.event(tenant, "h2-btn", "oom-1", "alarm.button")  # PUBACK from the broker only
+            why = await until(lambda: api.ready_problem("ingest"), 10, "/readyz naming ingest")
+            assert "out of memory" in why
+            assert await admin.xlen(f"rc:{tenant}:events") == 1  # not stored, so not acked
+            assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
+            await admin.config_set("maxmemory", 0)  # space is back
+            await api.wait_for(homes_with("assistance", "h2"), timeout=10)
+            await until(lambda: _ready(api), 10, "/readyz 200 again")
+            assert await admin.xlen(f"rc:{tenant}:events") == 2
     finally:
         await admin.config_set("maxmemory", 0)
         await admin.aclose()
-        await api.close()
-        svc.stop()
+
+
+async def _ready(api: Api) -> bool:
+    return (await api.ready())[0] == 200
+
+
+async def _at_least(api: Api, n: int) -> float | None:
+    stored = await api.metric("responsecentre_events_stored_total{")
+    return stored if stored >= n else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Generator
@@ -25,6 +26,7 @@ from responsecentre.web.app import AppContext, create_app
 from tests.servers import Redis
 from tests.service import PASSWORD
 from tests.test_http_edges import TENANT, make_context, prepare
+from tests.waiting import until
 
 BASIC = "Basic " + base64.b64encode(f"operator:{PASSWORD}".encode()).decode()
 
@@ -60,9 +62,8 @@ async def server(redis_server: Redis) -> AsyncIterator[Running]:
     )
     srv = _Server(config)
     task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        assert not task.done(), "uvicorn did not start"
-        await asyncio.sleep(0.01)
+    await until(lambda: srv.started or task.done(), 10, "uvicorn started", every=0.01)
+    assert not task.done(), "uvicorn did not start"
     host, port = srv.servers[0].sockets[0].getsockname()[:2]
     try:
         yield Running(host, port, ctx, srv)
@@ -78,13 +79,11 @@ async def healthy(running: Running) -> bool:
 
 
 async def wait_for_handlers(running: Running, timeout: float = 5.0) -> None:
-    """Until every ASGI handler uvicorn started has returned (the dropped client's included)."""
-    deadline = time.monotonic() + timeout
-    await asyncio.sleep(0.05)
-    while running.server.server_state.tasks:
-        assert time.monotonic() < deadline, "a handler is still running after its client left"
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.2)  # anything logged as the handler ended (uvicorn, asyncio) lands now
+    """Until every ASGI handler uvicorn started has returned (the dropped client's included),
+    and whatever their ending logs has been logged."""
+    await until(lambda: not running.server.server_state.tasks, timeout, "every handler returned", every=0.02)
+    gc.collect()  # a task's never-retrieved exception is logged when the task is collected
+    await asyncio.sleep(0)  # and callbacks scheduled by the ending handlers run
 
 
 def loud(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -109,22 +108,33 @@ def reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-def delayed(fn: Any, seconds: float) -> Any:
-    async def slow(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(seconds)
-        return await fn(*args, **kwargs)
+class Gate:
+    """Holds a call until the test lets it go, and says when the call has begun: the test
+    drops its client at a known point of the handler, not after a guessed time."""
 
-    return slow
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def hold(self, fn: Any) -> Any:
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            self.entered.set()
+            await self.release.wait()
+            return await fn(*args, **kwargs)
+
+        return held
 
 
 async def test_a_client_dropping_before_the_accept_logs_nothing_loud(
     server: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    server.ctx.users.verify = delayed(server.ctx.users.verify, 0.3)  # type: ignore[method-assign]
+    gate = Gate()
+    server.ctx.users.verify = gate.hold(server.ctx.users.verify)  # type: ignore[method-assign]
     _, writer = await raw_handshake(server)
-    await asyncio.sleep(0.05)  # the handler is now checking the password
+    await asyncio.wait_for(gate.entered.wait(), 5)  # the handler is checking the password
     reset(writer)
+    gate.release.set()
     await wait_for_handlers(server)
     assert loud(caplog) == []
     assert await healthy(server)
@@ -134,10 +144,13 @@ async def test_a_client_dropping_during_the_snapshot_logs_nothing_loud(
     server: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    server.ctx.desk.open_alarms = delayed(server.ctx.desk.open_alarms, 0.3)  # type: ignore[method-assign]
+    gate = Gate()
+    server.ctx.desk.open_alarms = gate.hold(server.ctx.desk.open_alarms)  # type: ignore[method-assign]
     reader, writer = await raw_handshake(server)
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    reset(writer)  # accepted; the snapshot is being read from Redis and goes out after this
+    await asyncio.wait_for(gate.entered.wait(), 5)  # accepted; the snapshot is being read
+    reset(writer)
+    gate.release.set()
     await wait_for_handlers(server)
     assert loud(caplog) == []
     assert await healthy(server)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +13,7 @@ from responsecentre.escalation import notify
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, OUTBOX_GROUP
 from tests.service import Api, Publisher, ServiceProcess
+from tests.waiting import until
 
 
 async def test_a_stored_event_the_processor_fails_on_is_parked_and_the_cursor_moves_on(
@@ -67,7 +67,7 @@ class Channel:
         if entry["n"] == "never":
             raise ConnectionError("this address never answers")
         if entry["n"] == "hang":
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # never answers: only SEND_TIMEOUT_S ends it
         self.delivered.append(entry["n"])
 
 
@@ -85,9 +85,12 @@ async def test_an_undeliverable_outbox_entry_is_parked_and_the_others_delivered(
         await client.xadd(KEYS.outbox(), {"channel": "test", "n": b"\xff\xfe"})
         await client.xadd(KEYS.outbox(), {"channel": "test", "n": "3"})
         task = asyncio.create_task(notify.run_notifiers(client, [channel], metrics))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and await client.xlen(KEYS.outbox()):
-            await asyncio.sleep(0.05)
+
+        async def drained() -> bool:
+            return not await client.xlen(KEYS.outbox())
+
+        with contextlib.suppress(AssertionError):  # what is left is reported below
+            await until(drained, 30, "the outbox drained")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

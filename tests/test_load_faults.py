@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ from responsecentre.contract import encode_event, events_topic
 from tests.conftest import seed
 from tests.servers import Mosquitto, Redis, running
 from tests.service import Api, ServiceProcess
+from tests.waiting import until, until_sync
 
 RATE = 1500  # events/s, about half of what the whole pipeline sustains here (bench/RESULTS.md)
 EVENTS = 4500
@@ -63,7 +65,8 @@ class Device:
             except (RuntimeError, ValueError):
                 pass
             self.resent += 1
-            time.sleep(0.05)
+            # Send again once connected again (a broker restart drops the connection).
+            until_sync(self.client.is_connected, 30, "the device connected again")
         raise AssertionError(f"event {i} never acked by the broker")
 
     def _run(self) -> None:
@@ -79,16 +82,11 @@ class Device:
         self.client.loop_stop()
 
 
-async def ready_within(api: Api, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if (await api.client.get("/readyz")).status_code == 200:
-                return time.monotonic() - started
-        except Exception:  # not listening yet
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not ready within {timeout} s")
+async def ready(api: Api) -> bool:
+    try:
+        return (await api.client.get("/readyz")).status_code == 200
+    except httpx.HTTPError:  # not listening yet
+        return False
 
 
 @pytest.mark.parametrize("fault", ["service-sigkill", "broker-restart", "redis-restart"])
@@ -108,23 +106,22 @@ async def test_a_fault_under_load_loses_nothing_and_applies_nothing_twice(
         }
         try:
             device.thread.start()
-            while device.acked < EVENTS // 3:
-                await asyncio.sleep(0.01)
+            await until(lambda: device.acked >= EVENTS // 3, 30, "a third of the load sent", every=0.01)
             hit = time.monotonic()
             await asyncio.to_thread(faults[fault])
-            await ready_within(api, 10)
+            await until(lambda: ready(api), 10, "ready again after the fault")
             recovery = time.monotonic() - hit
             assert recovery < 10
             await asyncio.to_thread(device.thread.join, 60)
             assert device.acked == EVENTS
             client = aioredis.Redis.from_url(redis_server.url)
+
+            async def stored_all() -> int | None:
+                n = await client.xlen(f"rc:{tenant}:events")
+                return n if n >= EVENTS else None
+
             try:
-                stored = 0
-                for _ in range(300):  # bounded: 30 s
-                    stored = await client.xlen(f"rc:{tenant}:events")
-                    if stored >= EVENTS:
-                        break
-                    await asyncio.sleep(0.1)
+                stored = await until(stored_all, 30, "every event stored")
             finally:
                 await client.aclose()
             assert stored == EVENTS, f"{stored} of {EVENTS} stored (resent {device.resent})\n{svc.log_tail()}"

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from tests.service import Api, Publisher, ServiceProcess
 from tests.test_contract import POISON
+from tests.waiting import until
 
 STATUS_POISON = [b'{"online":true,"ts":"\xc3\x28"}', b'{"online":true,"x":' + b"[" * 1000 + b"]" * 1000 + b"}"]
 
@@ -41,14 +42,11 @@ def send_poison(publisher: Publisher, tenant: str) -> int:
 
 
 async def wait_letters(url: str, n: int, timeout: float = 10.0) -> list[dict[bytes, bytes]]:
-    deadline = time.monotonic() + timeout
-    letters: list[dict[bytes, bytes]] = []
-    while time.monotonic() < deadline:
+    async def enough() -> list[dict[bytes, bytes]] | None:
         letters = await dead_letters(url)
-        if len(letters) >= n:
-            return letters
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{len(letters)} of {n} dead letters")
+        return letters if len(letters) >= n else None
+
+    return await until(enough, timeout, f"{n} dead letters")
 
 
 async def test_poison_messages_are_dead_lettered_and_the_centre_goes_on(
@@ -112,16 +110,13 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
     link.start()
     task = asyncio.create_task(ingest.run())
     try:
-        await asyncio.wait_for(link.connected.wait(), 10)
-        await asyncio.sleep(0.2)  # SUBACK
+        await asyncio.wait_for(link.subscribed.wait(), 10)
         publisher.event(tenant, "h1-btn", "bug-1", "alarm.button")
         (letter,) = await wait_letters(redis_url, 1)
         assert letter[b"reason"] == b"internal" and letter[b"detail"].startswith(b"KeyError")
         assert "ingest" in faults.failing(int(time.time() * 1000))
         publisher.event(tenant, "h2-btn", "fine-1", "alarm.button")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not await redis.xlen(f"rc:{tenant}:events"):
-            await asyncio.sleep(0.05)
+        await until(lambda: redis.xlen(f"rc:{tenant}:events"), 5, "the next event stored")
         assert await redis.xlen(f"rc:{tenant}:events") == 1
         assert not faults.failing(int(time.time() * 1000))
         assert not task.done()
@@ -129,13 +124,15 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
         task.cancel()
         link.stop()
         await redis.aclose()
-    # Acked: the same session, connected again, gets nothing back.
-    metrics2 = Metrics()
-    link2 = BrokerLink(settings.mqtt, settings.client_id, 60, metrics2)
+    # Acked: the same session, connected again, gets nothing back. The broker sends a
+    # session's queued messages before new ones, so the first to arrive after a marker is
+    # published must be the marker itself.
+    link2 = BrokerLink(settings.mqtt, settings.client_id, 60, Metrics())
     link2.start()
     try:
-        await asyncio.wait_for(link2.connected.wait(), 10)
-        await asyncio.sleep(0.5)
-        assert link2.inbox.empty()
+        await asyncio.wait_for(link2.subscribed.wait(), 10)
+        publisher.event(tenant, "h3-btn", "marker", "alarm.button")
+        first = await asyncio.wait_for(link2.inbox.get(), 10)
+        assert b'"marker"' in first.payload, first
     finally:
         link2.stop()

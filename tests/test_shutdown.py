@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from tests.conftest import seed
 from tests.servers import Redis, running
 from tests.service import ServiceProcess
+from tests.waiting import until_sync
 
 STOP_WITHIN_S = 10.0
 
@@ -75,7 +76,8 @@ async def test_stops_in_time_while_redis_hangs(
     assert own_redis.proc is not None
     os.kill(own_redis.proc.pid, signal.SIGSTOP)
     try:
-        await asyncio.sleep(1.0)  # every loop is now waiting on Redis
+        # The service has noticed: Redis no longer answers its /readyz ping either.
+        await asyncio.to_thread(until_sync, lambda: svc.readyz() == 503, 10, "/readyz seeing Redis hang")
         took = stop_time(svc, sig)
     finally:
         os.kill(own_redis.proc.pid, signal.SIGCONT)

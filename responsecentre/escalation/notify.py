@@ -21,6 +21,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from responsecentre.clock import Clock, system_clock
 from responsecentre.contract import alarm_topic, page_topic
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.ingest.mqtt import BrokerLink
@@ -80,6 +81,7 @@ async def run_notifiers(
     consumer: str = "notifier-1",
     keys: Keys = KEYS,
     faults: Faults | None = None,
+    clock: Clock = system_clock,
 ) -> None:
     """Deliver the outbox. An entry whose channel failed stays pending in the group and is
     retried on the next scan of the pending list (at start, then every RETRY_S), up to
@@ -106,7 +108,7 @@ async def run_notifiers(
             last_scan = time.monotonic()
         for entry_id, raw in reply[0][1] if reply else []:
             try:
-                await _deliver(redis, by_channel, entry_id, raw, attempts, metrics, keys, faults)
+                await _deliver(redis, by_channel, entry_id, raw, attempts, metrics, keys, faults, clock)
             except Exception as exc:  # storage out mid-entry: it stays pending, retried on a scan
                 reraise_if_stopping()
                 log.warning("notifier: could not finish an outbox entry (%s); it will be retried", describe(exc))
@@ -121,11 +123,12 @@ async def _deliver(
     metrics: Metrics,
     keys: Keys,
     faults: Faults | None,
+    clock: Clock,
 ) -> None:
     try:
         entry = {k.decode(): v.decode() for k, v in raw.items()}
     except UnicodeDecodeError as exc:
-        await _park(redis, entry_id, "?", exc, metrics, keys, faults)
+        await _park(redis, entry_id, "?", exc, metrics, keys, faults, clock)
         return
     channel = entry.get("channel", "?")
     notifier = by_channel.get(channel)
@@ -142,13 +145,13 @@ async def _deliver(
             if attempts[entry_id] < MAX_ATTEMPTS:
                 log.warning("notifier %s failed (%s); will retry", channel, describe(exc))
                 return
-            await _park(redis, entry_id, channel, exc, metrics, keys, faults)
+            await _park(redis, entry_id, channel, exc, metrics, keys, faults, clock)
             attempts.pop(entry_id, None)
             return
         attempts.pop(entry_id, None)
         metrics.notifications.labels(channel, "delivered").inc()
         if faults is not None:
-            faults.ok(STAGE, int(time.time() * 1000))
+            faults.ok(STAGE, clock())
     await _done(redis, entry_id, keys)
 
 
@@ -160,13 +163,14 @@ async def _park(
     metrics: Metrics,
     keys: Keys,
     faults: Faults | None,
+    clock: Clock,
 ) -> None:
     """Set an entry aside for good: recorded with why, counted, then acked."""
     log.error("notifier: parked outbox entry %s for %s (%s)", entry_id.decode(), channel, describe(exc))
     metrics.notifications.labels(channel, "parked").inc()
     metrics.internal_errors.labels(STAGE).inc()
     if faults is not None:
-        faults.fault(STAGE, exc, int(time.time() * 1000))
+        faults.fault(STAGE, exc, clock())
     record = {"stage": STAGE, "position": entry_id, "channel": channel, "detail": describe(exc)}
     await redis.xadd(keys.parked(), record, maxlen=PARKED_MAXLEN, approximate=True)
     await _done(redis, entry_id, keys)

@@ -57,6 +57,7 @@ class BrokerLink:
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()  # bounded by _slots
         self._slots = threading.Semaphore(queue_size)
         self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()  # the broker confirmed the subscription (SUBACK)
         self._loop = asyncio.get_running_loop()
         self._generation = 0
         self._stopping = False
@@ -76,6 +77,7 @@ class BrokerLink:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         # A bug in a callback is logged by paho and the network thread goes on; the
         # default re-raises it there, which would silently end all ingest.
         self._client.suppress_exceptions = True
@@ -116,7 +118,11 @@ class BrokerLink:
     ) -> None:
         self.metrics.mqtt_connected.set(0)
         self._loop.call_soon_threadsafe(self.connected.clear)
+        self._loop.call_soon_threadsafe(self.subscribed.clear)
         log.warning("disconnected from the broker (%s); paho reconnects", reason)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: object, props: object) -> None:
+        self._loop.call_soon_threadsafe(self.subscribed.set)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         """Hand the message to asyncio, waiting while the inbox is full.

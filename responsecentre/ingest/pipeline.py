@@ -18,14 +18,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 
+from responsecentre.clock import Clock, system_clock
 from responsecentre.config import Settings
 from responsecentre.contract import (
     Rejected,
     RejectReason,
     decode_event,
     decode_status,
-    events_topic,
     parse_status_topic,
 )
 from responsecentre.directory import Directory
@@ -58,14 +59,15 @@ class Ingest:
         metrics: Metrics,
         settings: Settings,
         faults: Faults | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.link = link
+        self.clock = clock
         self.event_log = event_log
         self.directory = directory
         self.metrics = metrics
         self.settings = settings
         self.faults = faults or Faults()
-        self._internal = 0  # messages of the current batch that failed on a bug
 
     async def run(self) -> None:
         while True:
@@ -76,7 +78,7 @@ class Ingest:
                 reraise_if_stopping()
                 # Unacked, the batch comes back from the broker on the next connection.
                 self.metrics.internal_errors.labels(STAGE).inc()
-                self.faults.fault(STAGE, exc, int(time.time() * 1000))
+                self.faults.fault(STAGE, exc, self.clock())
                 log.exception("ingest failed on a batch of %d; left unacked", len(batch))
                 await asyncio.sleep(0.5)
 
@@ -102,11 +104,8 @@ class Ingest:
         if self.directory.device(tenant, device_id) is None:
             raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered in tenant {tenant!r}")
 
-    def _classify(self, batch: list[Inbound]) -> tuple[list[Stored], list[dict[str, object]], list[StatusChange]]:
-        stored: list[Stored] = []
-        dead: list[dict[str, object]] = []
-        statuses: list[StatusChange] = []
-        self._internal = 0
+    def _classify(self, batch: list[Inbound]) -> _Sorted:
+        out = _Sorted()
         for item in batch:
             leaf = item.topic.rsplit("/", 1)[-1]
             self.metrics.mqtt_messages.labels(leaf if leaf in ("events", "status") else "other").inc()
@@ -114,23 +113,26 @@ class Ingest:
                 continue
             try:
                 if leaf == "status":
-                    statuses.append(self._status(item))
+                    out.statuses.append(self._status(item))
                     continue
                 event = decode_event(item.topic, item.payload)
                 self._known(event.tenant, event.device_id)
                 entry = Stored(event, engine_time(event.ts_ms, item.received_ms, self.settings), item.received_ms)
             except Rejected as exc:
                 self.metrics.events_rejected.labels(str(exc.reason)).inc()
-                dead.append(dead_letter_record(item.topic, item.payload, str(exc.reason), exc.detail, item.received_ms))
+                out.dead.append(
+                    dead_letter_record(item.topic, item.payload, str(exc.reason), exc.detail, item.received_ms)
+                )
                 log.info("dead-lettered a message on %s: %s", item.topic[:120], exc.reason)
                 continue
             except Exception as exc:  # a bug on this one message: isolate it, never the loop
-                reraise_if_stopping()
-                dead.append(self._internal_letter(item, exc))
+                out.dead.append(self._internal_letter(item, exc))
+                out.internal += 1
                 continue
             self.metrics.events_in.labels(event.tenant).inc()
-            stored.append(entry)
-        return stored, dead, statuses
+            out.stored.append(entry)
+            out.sources.append(item)
+        return out
 
     def _status(self, item: Inbound) -> StatusChange:
         """A retained status to store, or None to clear: an empty retained message is
@@ -142,7 +144,6 @@ class Ingest:
         return StatusChange(where.tenant, where.device_id, status, item.received_ms)
 
     def _internal_letter(self, item: Inbound, exc: Exception) -> dict[str, object]:
-        self._internal += 1
         self.metrics.events_rejected.labels(str(RejectReason.INTERNAL)).inc()
         self.metrics.internal_errors.labels(STAGE).inc()
         self.faults.fault(STAGE, exc, item.received_ms)
@@ -150,20 +151,19 @@ class Ingest:
         return dead_letter_record(item.topic, item.payload, str(RejectReason.INTERNAL), describe(exc), item.received_ms)
 
     async def _store(self, batch: list[Inbound]) -> None:
-        stored, dead, statuses = self._classify(batch)
+        sorted_ = self._classify(batch)
         try:
-            ids = await self._append(stored, dead, statuses)
-        except Exception as exc:  # not an outage: something in this batch breaks the writer
-            reraise_if_stopping()
+            ids = await self._append(sorted_.stored, sorted_.dead, sorted_.statuses)
+        except Exception as exc:  # not an outage (_append waits those out): something breaks the writer
             log.error("storing a batch of %d failed (%s); storing one by one", len(batch), describe(exc))
-            ids = await self._append_one_by_one(batch, stored, dead, statuses)
-        for s, stream_id in zip(stored, ids, strict=True):
+            ids = await self._append_one_by_one(sorted_)
+        for s, stream_id in zip(sorted_.stored, ids, strict=True):
             if stream_id is None:
                 self.metrics.events_duplicate.labels(s.event.tenant).inc()
             elif stream_id != _DEAD:
                 self.metrics.events_stored.labels(s.event.tenant).inc()
-        if self._internal < len(batch):  # something got through: not failing on everything
-            self.faults.ok(STAGE, int(time.time() * 1000))
+        if sorted_.internal < len(batch):  # something got through: not failing on everything
+            self.faults.ok(STAGE, self.clock())
         for item in batch:
             self.link.ack(item)
 
@@ -190,44 +190,40 @@ class Ingest:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _append_one_by_one(
-        self,
-        batch: list[Inbound],
-        stored: list[Stored],
-        dead: list[dict[str, object]],
-        statuses: list[StatusChange],
-    ) -> list[str | None]:
+    async def _append_one_by_one(self, sorted_: _Sorted) -> list[str | None]:
         """Find what breaks the writer: each record alone; an event that fails is
-        dead-lettered as `internal` in its place, and the rest are stored as usual."""
-        sources = {(item.topic, item.received_ms): item for item in batch}
+        dead-lettered as `internal` in its place, and the rest are stored as usual.
+        (`_append` already turns a stop request into CancelledError.)"""
         ids: list[str | None] = []
-        for s in stored:
+        for stored, source in zip(sorted_.stored, sorted_.sources, strict=True):
             try:
-                ids += await self._append([s], [], [])
+                ids += await self._append([stored], [], [])
             except Exception as exc:
-                reraise_if_stopping()
-                topic = events_topic(s.event.tenant, s.event.device_id)
-                source = sources.get((topic, s.received_ms))
-                payload = source.payload if source is not None else b""
-                fake = Inbound(topic, payload, mid=0, qos=0, generation=0, received_ms=s.received_ms)
                 ids.append(_DEAD)
                 with contextlib.suppress(Exception):
-                    await self._append([], [self._internal_letter(fake, exc)], [])
-        for record in dead:
-            try:
-                await self._append([], [record], [])
-            except Exception as exc:  # the last resort: counted and logged, then acked
-                reraise_if_stopping()
-                self.metrics.internal_errors.labels(STAGE).inc()
-                log.error("could not store a dead letter (%s); dropped it", describe(exc))
-        for status in statuses:
-            try:
-                await self._append([], [], [status])
-            except Exception as exc:
-                reraise_if_stopping()
-                self.metrics.internal_errors.labels(STAGE).inc()
-                log.error("could not store a device status (%s); dropped it", describe(exc))
+                    await self._append([], [self._internal_letter(source, exc)], [])
+        for what, records in (
+            ("dead letter", [([], [d], []) for d in sorted_.dead]),
+            ("device status", [([], [], [c]) for c in sorted_.statuses]),
+        ):
+            for args in records:
+                try:
+                    await self._append(*args)
+                except Exception as exc:  # the last resort: counted and logged, then acked
+                    self.metrics.internal_errors.labels(STAGE).inc()
+                    log.error("could not store a %s (%s); dropped it", what, describe(exc))
         return ids
+
+
+@dataclass(slots=True)
+class _Sorted:
+    """A batch sorted for storage; `sources[i]` is the message `stored[i]` came from."""
+
+    stored: list[Stored] = field(default_factory=list)
+    sources: list[Inbound] = field(default_factory=list)
+    dead: list[dict[str, object]] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)
+    internal: int = 0  # messages that failed on a bug of ours
 
 
 _DEAD = "dead"  # an event that went to the dead-letter stream in the one-by-one pass
