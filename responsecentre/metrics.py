@@ -85,6 +85,18 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        # How far in time each sweep has looked: a deadline or timer due before this has been
+        # acted on. Lag behind the clock shows a stuck loop; tests wait on it instead of sleeping.
+        self.engine_swept_until = Gauge(
+            "responsecentre_engine_swept_until_seconds",
+            "The time up to which rule-engine deadlines have been swept (epoch seconds)",
+            registry=r,
+        )
+        self.timers_swept_until = Gauge(
+            "responsecentre_timers_swept_until_seconds",
+            "The time up to which escalation timers have fired (epoch seconds)",
+            registry=r,
+        )
         self.open_alarms = Gauge("responsecentre_alarms_open", "Open alarms", registry=r)
         self.mqtt_connected = Gauge("responsecentre_mqtt_connected", "1 while the ingest is connected", registry=r)
         self.timer_lateness = Histogram(

@@ -130,7 +130,9 @@ class RuleProcessor:
                 n = await self.step(block_ms=self.settings.sweep_ms)
                 if n < self.settings.batch_max:
                     self.caught_up.set()
-                    await self.sweep(self.clock())
+                    now_ms = self.clock()
+                    await self.sweep(now_ms)
+                    self.metrics.engine_swept_until.set(now_ms / 1000)
                 if time.monotonic() - self._last_snapshot >= self.settings.snapshot_s:
                     await self.snapshot()
             except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,25 @@ class Api:
 
     async def metric(self, prefix: str) -> float:
         return metric_sum((await self.client.get("/metrics")).text, prefix)
+
+    async def metric_reaches(self, prefix: str, n: float, timeout: float = 5.0) -> float:
+        """Until the metric's sum is at least `n`; returns it."""
+
+        async def reached() -> float | None:
+            value = await self.metric(prefix)
+            return value if value >= n else None
+
+        return await until(reached, timeout, f"{prefix} reaching {n}")
+
+    async def swept_past(self, gauge: str, when: str | float, timeout: float = 10.0) -> None:
+        """Until a sweep gauge (epoch seconds) is past `when` (RFC 3339 or epoch seconds):
+        then whatever was due by `when` has happened, and what has not will not."""
+        at = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() if isinstance(when, str) else when
+
+        async def past() -> bool:
+            return await self.metric(gauge + " ") > at
+
+        await until(past, timeout, f"{gauge} past {when}")
 
     async def ready(self) -> tuple[int, dict[str, Any]]:
         r = await self.client.get("/readyz")

@@ -5,7 +5,6 @@ The test chain `urgent` has two steps of 2 s each and no repeat (tests/service.p
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -16,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.servers import Mosquitto
 from tests.service import Api, Publisher, ServiceProcess
+from tests.waiting import until
 
 
 def of_kind(kind: str):
@@ -33,10 +33,14 @@ class Listener:
             client_id=f"listen-{uuid.uuid4().hex[:8]}",
         )
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        self.acked: set[int] = set()  # mids of the SUBACKs received
+        self.client.on_subscribe = lambda c, u, mid, *rest: self.acked.add(mid)
         self.client.connect(mosquitto.host, mosquitto.port)
-        for t in topics:
-            self.client.subscribe(t, qos=1)
+        self.mids = [self.client.subscribe(t, qos=1)[1] for t in topics]
         self.client.loop_start()
+
+    async def subscribed(self) -> None:
+        await until(lambda: set(self.mids) <= self.acked, 5, "the listener's SUBACKs")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -48,7 +52,7 @@ async def test_fall_escalates_then_ack_stops_it_and_resolve_closes_it(
 ) -> None:
     listener = Listener(mosquitto, f"rc/v1/{tenant}/staff/+/pages", f"rc/v1/{tenant}/alarms/+")
     try:
-        await asyncio.sleep(0.2)  # the listener's SUBACK
+        await listener.subscribed()
         sent = time.time()
         publisher.event(tenant, "h1-fall", "f-1", "fall.detected")
         # Not cancelled within 1 s -> a critical fall alarm, chain step 1.
@@ -56,10 +60,13 @@ async def test_fall_escalates_then_ack_stops_it_and_resolve_closes_it(
         assert alarm["priority"] == "critical" and alarm["state"] == "raised" and alarm["step"] == 1
         assert alarm["home_id"] == "h1" and time.time() - sent >= 1.0
         # No ack within 2 s -> step 2.
-        await api.wait_for(lambda al: any(a["id"] == alarm["id"] and a["step"] == 2 for a in al), timeout=6)
+        at_step_2 = await api.wait_for(lambda al: any(a["id"] == alarm["id"] and a["step"] == 2 for a in al), 6)
+        step_2_due = next(a for a in at_step_2 if a["id"] == alarm["id"])["next_step_due"]
         r = await api.client.post(f"/api/alarms/{alarm['id']}/ack", json={})
         assert r.status_code == 200 and r.json()["state"] == "acknowledged"
-        await asyncio.sleep(2.5)  # step 2's deadline passes: an acked alarm must not move on
+        # Step 2's deadline passes and the timer loop has looked past it: an acked alarm
+        # must not have moved on.
+        await api.swept_past("responsecentre_timers_swept_until_seconds", step_2_due)
         after = await api.alarm(alarm["id"])
         assert after["state"] == "acknowledged" and after["step"] == 2 and not after["unhandled"]
         r = await api.client.post(f"/api/alarms/{alarm['id']}/resolve", json={"code": "no-such-code"})
@@ -74,9 +81,7 @@ async def test_fall_escalates_then_ack_stops_it_and_resolve_closes_it(
             assert what in whats, whats
         assert whats.index("escalated") < whats.index("acknowledged") < whats.index("resolved")
         # The nurse (step 1) and the team lead (step 2) were paged over MQTT; integrations saw each state.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not any(t.endswith("/tl1/pages") for t, _ in listener.messages):
-            await asyncio.sleep(0.05)
+        await until(lambda: any(t.endswith("/tl1/pages") for t, _ in listener.messages), 5, "the team lead's page")
         topics = {t for t, _ in listener.messages}
         assert f"rc/v1/{tenant}/staff/n1/pages" in topics and f"rc/v1/{tenant}/staff/tl1/pages" in topics
         assert f"rc/v1/{tenant}/alarms/{alarm['id']}" in topics
@@ -99,11 +104,14 @@ async def test_exhausted_chain_marks_the_alarm_unhandled(
 async def test_a_cancelled_fall_raises_nothing(
     service: ServiceProcess, api: Api, publisher: Publisher, tenant: str
 ) -> None:
-    publisher.event(tenant, "h1-fall", "f-2", "fall.detected")
+    sent_ms = int(time.time() * 1000)
+    publisher.event(tenant, "h1-fall", "f-2", "fall.detected", ts_ms=sent_ms)
     publisher.event(tenant, "h1-fall", "f-3", "fall.cancelled")
     publisher.event(tenant, "h3-btn", "b-9", "alarm.button")  # a marker that processing has moved on
     await api.wait_for(of_kind("assistance"), timeout=5)
-    await asyncio.sleep(1.5)  # past the 1 s window
+    # The rule engine has swept past the end of the 1 s window: had the cancel not
+    # counted, the fall alarm would be raised by now.
+    await api.swept_past("responsecentre_engine_swept_until_seconds", (sent_ms + 1000) / 1000)
     assert not of_kind("fall")(await api.alarms())
 
 
@@ -178,7 +186,7 @@ async def test_sigkill_mid_chain_resumes_at_the_right_step_and_time(
         # A dose falls due and is never taken; the engine holds its 2 s deadline when the
         # service dies: the pending deadline must survive (snapshot + replay of the log).
         publisher.event(tenant, "h3-med", "m-0", "medication.due")
-        await asyncio.sleep(0.7)
+        await api.metric_reaches("responsecentre_events_processed_total", 2)  # the dose is in the engine
         svc.kill()  # mid step 1 of the button alarm, with the dose's deadline pending
         # While it is down, another dose falls due: the broker keeps it for our session.
         publisher.event(tenant, "h2-med", "m-1", "medication.due")
@@ -213,13 +221,12 @@ async def test_retained_device_status_is_stored_and_shown_and_a_bad_one_dead_let
 
     publisher.client.publish(status_topic(tenant, "h1-fall"), encode_status(True, 64, 1_795_000_000_000), 1, True)
     publisher.raw(status_topic(tenant, "h1-btn"), b'{"online": "yes"}')
-    deadline = time.monotonic() + 5
-    devices: dict[str, dict] = {}
-    while time.monotonic() < deadline:
+
+    async def devices_once_stored() -> dict[str, dict] | None:
         devices = {d["device_id"]: d for d in (await api.client.get("/api/devices")).json()["devices"]}
-        if devices["h1-fall"]["online"] is not None:
-            break
-        await asyncio.sleep(0.05)
+        return devices if devices["h1-fall"]["online"] is not None else None
+
+    devices = await until(devices_once_stored, 5, "the retained status stored")
     assert devices["h1-fall"]["online"] is True and devices["h1-fall"]["battery"] == 64
     assert devices["h1-fall"]["status_at"] == format_ts(1_795_000_000_000)
     assert devices["h1-btn"]["online"] is None
@@ -228,6 +235,6 @@ async def test_retained_device_status_is_stored_and_shown_and_a_bad_one_dead_let
     # Clear the retained status (an empty retained message), so no later subscriber of the
     # shared test broker gets it; ingest takes the clearing as such, not as a bad message.
     publisher.client.publish(status_topic(tenant, "h1-fall"), b"", 1, True).wait_for_publish(5)
-    await asyncio.sleep(0.3)
+    await api.metric_reaches("responsecentre_device_statuses_total ", 2)  # the clearing is taken
     metrics = (await api.client.get("/metrics")).text
     assert 'reason="malformed_json"' not in metrics

@@ -104,7 +104,7 @@ async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
         second.close()
     api = Api(svc.base_url)
     try:
-        stored = await until(lambda: _at_least(api, n), 60, f"{n} events stored")
+        stored = await api.metric_reaches("responsecentre_events_stored_total{", n, timeout=60)
         assert stored == n, f"{stored:.0f} of {n} stored\n{svc.log_tail()}"
         assert "inbox full" not in svc.log_path.read_text()
     finally:
@@ -140,8 +140,3 @@ async def test_redis_out_of_memory_stops_acking_shows_on_readyz_and_recovers_by_
 
 async def _ready(api: Api) -> bool:
     return (await api.ready())[0] == 200
-
-
-async def _at_least(api: Api, n: int) -> float | None:
-    stored = await api.metric("responsecentre_events_stored_total{")
-    return stored if stored >= n else None

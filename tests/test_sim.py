@@ -3,6 +3,7 @@ against a real broker."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import socket
@@ -27,6 +28,7 @@ from responsecentre.sim.homes import (
 )
 from responsecentre.sim.mqtt import main, parse_broker_url, run_simulator, sentinel_topic
 from responsecentre.sim.simulator import Publish, Simulator
+from tests.waiting import until_sync
 
 START = 1_795_000_000_000  # 2026-11-18, a fixed start so runs compare
 HOUR = 3_600_000
@@ -271,12 +273,9 @@ def subscriber(host: str, port: int, tenant: str) -> tuple[mqtt.Client, list[tup
 
 
 def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+    with contextlib.suppress(AssertionError):  # the caller asserts, with its own message
+        until_sync(predicate, timeout_s, "the condition", every=0.02)
+    return bool(predicate())
 
 
 def test_shell_publishes_to_a_real_broker(mosquitto, tenant: str, homes: tuple[SimHome, ...]) -> None:  # type: ignore[no-untyped-def]

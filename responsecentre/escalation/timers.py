@@ -69,7 +69,10 @@ async def run_timers(
 ) -> None:
     while True:
         try:
-            fired = await fire_due(redis, desk, clock(), keys, faults, metrics)
+            now_ms = clock()
+            fired = await fire_due(redis, desk, now_ms, keys, faults, metrics)
+            if fired < BATCH and metrics is not None:  # everything due by now_ms is done
+                metrics.timers_swept_until.set(now_ms / 1000)
         except Exception as exc:
             reraise_if_stopping()
             if not is_outage(exc):
