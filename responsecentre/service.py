@@ -127,13 +127,14 @@ class Service:
             secret_key=self.settings.secret_key or secrets.token_urlsafe(32),
             secure_cookies=self.settings.secure_cookies,
             ready_checks=[broker_ready, engine_ready, stages_ready],
+            clock=self.clock,
         )
         return create_app(ctx)
 
     async def run(self) -> None:
         s = self.settings
         app = self.build_app()
-        self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics)
+        self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics, clock=self.clock)
         ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults, self.clock)
         self.processor = RuleProcessor(
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock

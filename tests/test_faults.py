@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -140,3 +141,63 @@ async def test_redis_out_of_memory_stops_acking_shows_on_readyz_and_recovers_by_
 
 async def _ready(api: Api) -> bool:
     return (await api.ready())[0] == 200
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str = "16m") -> Iterator[Path]:
+    """A tmpfs of `size` at `path` (root only): a disk that really fills up."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk has no space left; returns it (delete it to make room)."""
+    filler = disk / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    return filler
+
+
+async def test_redis_disk_full_loses_nothing_and_the_centre_recovers_when_redis_is_back(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, publisher: Publisher
+) -> None:
+    """With `appendfsync always`, Redis that cannot write its append-only file exits rather
+    than answer a write it could not persist. The centre must then hold everything at the
+    broker (no ack), say so, and take it all once Redis runs again with space."""
+    with small_disk(tmp_path / "disk") as disk:
+        redis_server = Redis(workdir=disk / "redis")
+        redis_server.start()
+        try:
+            async with centre(tmp_path, tenant, mosquitto.url, redis_server) as (svc, api):
+                publisher.event(tenant, "h1-btn", "disk-0", "alarm.button")
+                await api.wait_for(homes_with("assistance", "h1"), timeout=5)
+                filler = fill(disk)
+                publisher.event(tenant, "h2-btn", "disk-1", "alarm.button")  # the write that cannot be kept
+                publisher.event(tenant, "h3-btn", "disk-2", "alarm.button")
+                assert redis_server.proc is not None
+                await until(lambda: redis_server.proc.poll() is not None, 10, "Redis giving up on its full disk")
+                assert "AOF" in redis_server.log_tail()
+                why = await until(lambda: api.ready_problem("redis"), 10, "/readyz naming Redis")
+                assert why
+                assert svc.proc is not None and svc.proc.poll() is None, svc.log_tail()
+                filler.unlink()  # space is back; Redis is started again (as a supervisor would)
+                redis_server.start()
+                alarms = await api.wait_for(
+                    lambda al: homes_with("assistance", "h2")(al) and homes_with("assistance", "h3")(al), timeout=20
+                )
+                assert homes_with("assistance", "h1")(alarms), "an alarm stored before the disk filled was lost"
+                admin = aioredis.Redis.from_url(redis_server.url)
+                try:
+                    assert await admin.xlen(f"rc:{tenant}:events") == 3
+                finally:
+                    await admin.aclose()
+        finally:
+            redis_server.stop()

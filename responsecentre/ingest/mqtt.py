@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -23,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from responsecentre.clock import Clock, system_clock
 from responsecentre.config import MqttUrl
 from responsecentre.contract import DEVICES_SUBSCRIPTION
 from responsecentre.metrics import Metrics
@@ -50,8 +50,10 @@ class BrokerLink:
         session_expiry_s: int,
         metrics: Metrics,
         queue_size: int = RECEIVE_MAXIMUM * 4,
+        clock: Clock = system_clock,
     ) -> None:
         self.url = url
+        self._clock = clock
         self.metrics = metrics
         self.session_expiry_s = session_expiry_s
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()  # bounded by _slots
@@ -139,7 +141,7 @@ class BrokerLink:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, int(time.time() * 1000))
+        item = Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, self._clock())
         while not self._slots.acquire(timeout=0.5):
             if self._stopping:  # unacked: the broker resends it to the next session
                 return

@@ -16,7 +16,7 @@ from responsecentre.alarms.desk import AlarmNotFound
 from responsecentre.alarms.model import CLOSING_CODES, Alarm, TransitionError
 from responsecentre.alarms.view import alarm_view, entry_view
 from responsecentre.web.auth import ACTORS, ALL_ROLES, Principal, require
-from responsecentre.web.context import AppContext, audit, context, now_ms
+from responsecentre.web.context import AppContext, audit, context
 from responsecentre.web.models import (
     BODY_ERRORS,
     PROTECTED,
@@ -86,9 +86,9 @@ async def ack_alarm(
     body: AckBody | None = None,
 ) -> dict[str, Any]:
     """Take the alarm: stops its alert chain. 409 if it is already acknowledged or closed."""
-    result = await act(alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, now_ms()))
+    result = await act(alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, ctx.clock()))
     if body is not None and body.note:
-        result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, now_ms()))
+        result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, ctx.clock()))
     await audit(ctx, who, "ack", alarm=alarm_id)
     return result
 
@@ -100,7 +100,7 @@ async def resolve_alarm(
     """Close the alarm with a closing code (GET /api/closing-codes; any other code is a 422).
     409 if it is already closed."""
     code = str(body.code)
-    result = await act(alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, now_ms()))
+    result = await act(alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, ctx.clock()))
     await audit(ctx, who, "resolve", alarm=alarm_id, code=code)
     return result
 
@@ -110,7 +110,7 @@ async def note_alarm(
     alarm_id: str, body: NoteBody, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
 ) -> dict[str, Any]:
     """Add a line to the alarm's timeline, open or closed: the record is what is audited later."""
-    result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, now_ms()))
+    result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, ctx.clock()))
     await audit(ctx, who, "note", alarm=alarm_id)
     return result
 

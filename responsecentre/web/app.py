@@ -23,10 +23,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from responsecentre.web import alarms, devices, feed, health, pages, session
 from responsecentre.web.auth import CSRF_HEADER, SESSION_COOKIE, Sessions
-from responsecentre.web.context import AppContext, now_ms
+from responsecentre.web.context import AppContext
 from responsecentre.web.pages import STATIC
 
-__all__ = ["MAX_BODY_BYTES", "AppContext", "BodyLimit", "create_app", "now_ms"]
+__all__ = ["MAX_BODY_BYTES", "AppContext", "BodyLimit", "create_app"]
 
 # Our largest legitimate body is a 2000-character note; 64 KiB leaves room and keeps a
 # client from making us buffer (and validate, and echo) megabytes.

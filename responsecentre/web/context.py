@@ -6,7 +6,6 @@ reach the shared clients through `request.app.state.ctx` (the `context` dependen
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
 
 from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.clock import Clock, system_clock
 from responsecentre.directory import Directory
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
@@ -35,10 +35,8 @@ class AppContext:
     # Each returns (ok, why); `why` starts with the dependency's name ("broker: not connected")
     # so /readyz can say which dependency holds readiness back.
     ready_checks: list[ReadyCheck] = field(default_factory=list)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+    # The service's one clock (see clock.py): every time the API writes comes from it.
+    clock: Clock = system_clock
 
 
 def context(conn: HTTPConnection) -> AppContext:
@@ -50,7 +48,7 @@ async def audit(ctx: AppContext, principal: Principal, action: str, **detail: st
     """Who did what to which alarm or resident, kept apart from the alarms so it survives them."""
     await ctx.redis.xadd(
         KEYS.audit(),
-        audit_record(now_ms(), principal.username, action, str(principal.role), **detail),
+        audit_record(ctx.clock(), principal.username, action, str(principal.role), **detail),
         maxlen=AUDIT_MAXLEN,
         approximate=True,
     )

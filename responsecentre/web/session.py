@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from responsecentre.store.keys import KEYS
 from responsecentre.store.records import AUDIT_MAXLEN, audit_record
 from responsecentre.web.auth import ALL_ROLES, CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE_S, Principal, require
-from responsecentre.web.context import AppContext, context, now_ms
+from responsecentre.web.context import AppContext, context
 from responsecentre.web.models import PROTECTED, Me
 from responsecentre.web.pages import PAGE_HEADERS, STATIC
 
@@ -44,7 +44,7 @@ async def login(
     token, csrf = request.app.state.sessions.issue(user)
     await ctx.redis.xadd(
         KEYS.audit(),
-        audit_record(now_ms(), user.username, "login", str(user.role)),
+        audit_record(ctx.clock(), user.username, "login", str(user.role)),
         maxlen=AUDIT_MAXLEN,
         approximate=True,
     )
