@@ -27,8 +27,8 @@ from tests.servers import Mosquitto, Redis, running
 from tests.service import Api, ServiceProcess
 from tests.waiting import until, until_sync
 
-RATE = 1500  # events/s, about half of what the whole pipeline sustains here (bench/RESULTS.md)
-EVENTS = 4500
+RATE = 2500  # events/s, about half of what the whole pipeline sustains here (bench/RESULTS.md: ~5,000)
+EVENTS = 7500
 BUTTON_EVERY = 50  # every 50th event is an alarm.button: triggers to count exactly
 DEVICES = ["h1-btn", "h2-btn", "h3-btn", "h1-fall", "h2-fall", "h3-fall"]
 
