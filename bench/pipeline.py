@@ -119,7 +119,7 @@ def seed_operator(redis_url: str, password: str) -> None:
     async def go() -> None:
         client = aioredis.Redis.from_url(redis_url)
         try:
-            await Users(client).add(OPERATOR, password, "operator")
+            await Users(client).add(OPERATOR, password, "operator", tenants=[TENANT])
         finally:
             await client.aclose()
 

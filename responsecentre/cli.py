@@ -66,12 +66,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     async def add() -> None:
         client = aioredis.Redis.from_url(_settings(args).redis_url)
         try:
-            await Users(client).add(args.username, password, args.role, args.staff_id)
+            await Users(client).add(args.username, password, args.role, args.staff_id, args.tenant)
         finally:
             await client.aclose()
 
     asyncio.run(add())
-    print(f"user {args.username} ({args.role}) saved")
+    print(f"user {args.username} ({args.role}; tenants {', '.join(args.tenant)}) saved")
     return 0
 
 
@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=["operator", "nurse", "admin", "integrator"])
     add.add_argument("--password", help="(prompted when left out)")
     add.add_argument("--staff-id")
+    add.add_argument(
+        "--tenant", action="append", required=True, help="a municipality the user may see (repeat for several)"
+    )
     add.add_argument("--redis", help="redis://host:port/db (env RC_REDIS_URL)")
     add.set_defaults(fn=cmd_users_add)
     return p

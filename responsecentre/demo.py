@@ -201,7 +201,7 @@ def _secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-async def _seed_users(settings: Settings) -> None:
+async def _seed_users(settings: Settings, tenants: list[str]) -> None:
     import redis.asyncio as aioredis
 
     from responsecentre.web.auth import Users
@@ -210,7 +210,7 @@ async def _seed_users(settings: Settings) -> None:
     try:
         users = Users(client)
         for name, (role, password, staff_id) in DEMO_USERS.items():
-            await users.add(name, password, role, staff_id)
+            await users.add(name, password, role, staff_id, tenants)
     finally:
         await client.aclose()
 
@@ -394,7 +394,9 @@ def _run(
         settings = replace(settings, redis_url=redis.url)
     port = settings.http_port if _port_free(settings.http_port) else free_port()
     settings = replace(settings, http_port=port, secret_key=settings.secret_key or _secret(data_dir))
-    asyncio.run(_seed_users(settings))
+    from responsecentre.directory import load_directory
+
+    asyncio.run(_seed_users(settings, load_directory(settings.homes_path, settings.staff_path).tenants))
 
     from responsecentre.service import Service
 

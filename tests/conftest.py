@@ -31,8 +31,8 @@ def tenant() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-async def seed(url: str) -> None:
-    """Empty the database and create one user per role (password tests.service.PASSWORD)."""
+async def seed(url: str, tenant: str) -> None:
+    """Empty the database and create one user per role of `tenant` (password tests.service.PASSWORD)."""
     import redis.asyncio as aioredis
 
     from responsecentre.web.auth import Users
@@ -43,15 +43,15 @@ async def seed(url: str) -> None:
         await client.flushdb()
         users = Users(client)
         for name, role in (("operator", "operator"), ("nurse", "nurse"), ("integrator", "integrator")):
-            await users.add(name, PASSWORD, role, "n1" if role == "nurse" else None)
+            await users.add(name, PASSWORD, role, "n1" if role == "nurse" else None, [tenant])
     finally:
         await client.aclose()
 
 
 @pytest.fixture
-async def redis_url(redis_server: Redis) -> str:
+async def redis_url(redis_server: Redis, tenant: str) -> str:
     """The test Redis, emptied: every test starts from no keys."""
-    await seed(redis_server.url)
+    await seed(redis_server.url, tenant)
     return redis_server.url
 
 

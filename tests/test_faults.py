@@ -39,7 +39,7 @@ def homes_with(kind: str, home: str):
 @contextlib.asynccontextmanager
 async def centre(tmp_path: Path, tenant: str, mqtt_url: str, redis: Redis) -> AsyncIterator[tuple[ServiceProcess, Api]]:
     """The service on a Redis of the test's own (seeded first), and an API client."""
-    await seed(redis.url)
+    await seed(redis.url, tenant)
     svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mqtt_url, redis_url=redis.url)
     svc.start()
     api = Api(svc.base_url)

@@ -56,7 +56,7 @@ async def prepare(redis_url: str) -> list[str]:
     try:
         await ctx.redis.flushdb()
         for role in ROLES:
-            await ctx.users.add(role, PASSWORD, role, "n1" if role == "nurse" else None)
+            await ctx.users.add(role, PASSWORD, role, "n1" if role == "nurse" else None, [TENANT])
         now = int(time.time() * 1000)
         ids = []
         for i, (home, kind) in enumerate(ALARMS):

@@ -94,7 +94,7 @@ async def test_a_fault_under_load_loses_nothing_and_applies_nothing_twice(
     tmp_path: Path, tenant: str, fault: str
 ) -> None:
     with running(Mosquitto, tmp_path / "mosquitto") as broker, running(Redis, tmp_path / "redis") as redis_server:
-        await seed(redis_server.url)
+        await seed(redis_server.url, tenant)
         svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=broker.url, redis_url=redis_server.url)
         svc.start()
         api = Api(svc.base_url)

@@ -70,7 +70,7 @@ async def test_stops_in_time_while_redis_hangs(
 ) -> None:
     """Redis stopped mid-conversation (SIGSTOP: connections open, no answers) is the
     worst case for a loop blocked in a read."""
-    await seed(own_redis.url)
+    await seed(own_redis.url, tenant)
     svc = LiveService(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
     svc.start()
     assert own_redis.proc is not None
@@ -86,7 +86,7 @@ async def test_stops_in_time_while_redis_hangs(
 
 
 async def test_stops_in_time_during_replay(tmp_path: Path, tenant: str, mosquitto, own_redis: Redis) -> None:
-    await seed(own_redis.url)
+    await seed(own_redis.url, tenant)
     client = aioredis.Redis.from_url(own_redis.url)
     try:  # a long event log and no engine snapshot: the start replays all of it
         for chunk in range(40):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,6 +43,9 @@ class UserRecord(msgspec.Struct, frozen=True):
     role: Role
     password_hash: str
     staff_id: str | None = None
+    # The municipalities whose alarms, devices and residents this user may see; a user
+    # with none sees nothing. Every route filters by these (see web/scope.py).
+    tenants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class Principal:
     role: Role
     staff_id: str | None
     csrf: str | None  # set for cookie sessions, None for HTTP Basic
+    tenants: frozenset[str] = frozenset()
 
 
 class Users:
@@ -60,8 +64,15 @@ class Users:
         self.hasher = PasswordHasher()
         self._verified: dict[tuple[str, str], float] = {}
 
-    async def add(self, username: str, password: str, role: Role | str, staff_id: str | None = None) -> UserRecord:
-        record = UserRecord(username, Role(role), self.hasher.hash(password), staff_id)
+    async def add(
+        self,
+        username: str,
+        password: str,
+        role: Role | str,
+        staff_id: str | None = None,
+        tenants: Iterable[str] = (),
+    ) -> UserRecord:
+        record = UserRecord(username, Role(role), self.hasher.hash(password), staff_id, tuple(sorted(set(tenants))))
         await self.redis.hset(self.keys.users(), username, msgspec.json.encode(record))
         return record
 
@@ -87,13 +98,15 @@ class Sessions:
 
     def issue(self, user: UserRecord) -> tuple[str, str]:
         csrf = secrets.token_urlsafe(24)
-        token = self.serializer.dumps({"u": user.username, "r": str(user.role), "s": user.staff_id, "c": csrf})
+        token = self.serializer.dumps(
+            {"u": user.username, "r": str(user.role), "s": user.staff_id, "c": csrf, "t": list(user.tenants)}
+        )
         return token, csrf
 
     def read(self, token: str) -> Principal | None:
         try:
             data = self.serializer.loads(token, max_age=SESSION_MAX_AGE_S)
-            return Principal(data["u"], Role(data["r"]), data.get("s"), data["c"])
+            return Principal(data["u"], Role(data["r"]), data.get("s"), data["c"], frozenset(data.get("t", ())))
         except (BadSignature, KeyError, ValueError, TypeError):
             return None
 
@@ -114,7 +127,7 @@ async def authenticate(conn: Request | WebSocket) -> Principal | None:
             return None
         user = await users.verify(username, password)
         if user is not None:
-            return Principal(user.username, user.role, user.staff_id, None)
+            return Principal(user.username, user.role, user.staff_id, None, frozenset(user.tenants))
     return None
 
 
