@@ -104,7 +104,7 @@ class AlarmDesk:
 
     async def open_alarms(self, tenants: list[str] | None = None) -> list[Alarm]:
         alarms: list[Alarm] = []
-        for tenant in tenants or self.directory.tenants:
+        for tenant in self.directory.tenants if tenants is None else tenants:
             ids = await self.redis.hvals(self.keys.open_alarms(tenant))
             if ids:
                 raws = await self.redis.mget([self.keys.alarm(tenant, i.decode()) for i in ids])
@@ -118,7 +118,7 @@ class AlarmDesk:
 
     async def recent_alarms(self, limit: int = 200, tenants: list[str] | None = None) -> list[Alarm]:
         alarms: list[Alarm] = []
-        for tenant in tenants or self.directory.tenants:
+        for tenant in self.directory.tenants if tenants is None else tenants:
             ids = await self.redis.zrevrange(self.keys.alarm_index(tenant), 0, limit - 1)
             if ids:
                 raws = await self.redis.mget([self.keys.alarm(tenant, i.decode()) for i in ids])
@@ -310,6 +310,8 @@ class AlarmDesk:
                 entries.append(
                     Entry(now_ms, "paged", "system", {"staff": staff_id, "channel": "mqtt", "step": action.step + 1})
                 )
+                # NX: the first page decides the order of a nurse's list; repeats do not move it.
+                pipe.zadd(self.keys.staff_alarms(alarm.tenant, staff_id), {alarm.id: now_ms}, nx=True)
         return entries
 
     def _count(self, alarm: Alarm, previous: Alarm | None, actions: list[Any]) -> None:

@@ -87,6 +87,11 @@ class Keys:
         """Stream: every login, every view of resident data, every action."""
         return f"{self.prefix}:audit"
 
+    def staff_alarms(self, tenant: str, staff_id: str) -> str:
+        """Sorted set: ids of the alarms paged to a staff member, scored by when first paged;
+        a nurse sees and acts on these (web/scope.py)."""
+        return f"{self.prefix}:{tenant}:staff:{staff_id}:alarms"
+
 
 KEYS = Keys()
 

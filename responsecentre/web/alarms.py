@@ -3,6 +3,8 @@
 Routes stay thin: check the role, call the alarm desk, turn its result into the view.
 The desk's two refusals map to fixed statuses so a client can tell them apart: an id we
 never issued is 404, an action the alarm's state forbids (ack a resolved alarm) is 409.
+An alarm the user may not see (another tenant's; for a nurse, one not paged to her) is a
+404 as well: to her it does not exist (see scope.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from responsecentre.alarms.desk import AlarmNotFound
 from responsecentre.alarms.model import CLOSING_CODES, Alarm, TransitionError
 from responsecentre.alarms.view import alarm_view, entry_view
+from responsecentre.web import scope
 from responsecentre.web.auth import ACTORS, ALL_ROLES, Principal, require
 from responsecentre.web.context import AppContext, audit, context
 from responsecentre.web.models import (
@@ -46,29 +49,42 @@ def not_found(alarm_id: str) -> HTTPException:
 @router.get("/alarms", response_model=AlarmList, responses=PROTECTED)
 async def list_alarms(
     ctx: Ctx,
-    _: Annotated[Principal, Depends(require(*ALL_ROLES))],
+    who: Annotated[Principal, Depends(require(*ALL_ROLES))],
     state: Annotated[Literal["open", "all"], Query(description="open: the queue; all: most recently raised")] = "open",
     limit: Annotated[int, Query(ge=1, le=1000, description="at most this many (with state=all)")] = 200,
 ) -> dict[str, Any]:
     """Open alarms in queue order (UNHANDLED, priority, longest waiting), or with
-    `state=all` the most recently raised, open or closed."""
-    alarms = await ctx.desk.open_alarms() if state == "open" else await ctx.desk.recent_alarms(limit=limit)
-    return {"alarms": [alarm_view(a) for a in alarms]}
+    `state=all` the most recently raised, open or closed. Only the user's tenants; a nurse
+    gets the alarms paged to her or taken by her."""
+    tenants = scope.tenants_of(who)
+    if state == "open":
+        alarms = await ctx.desk.open_alarms(tenants)
+    else:
+        alarms = await ctx.desk.recent_alarms(limit=limit, tenants=tenants)
+    return {"alarms": [alarm_view(a) for a in await scope.visible(ctx.redis, who, alarms)]}
 
 
 @router.get("/alarms/{alarm_id}", response_model=AlarmDetail, responses={**PROTECTED, **NOT_FOUND})
-async def get_alarm(alarm_id: str, ctx: Ctx, _: Annotated[Principal, Depends(require(*ALL_ROLES))]) -> dict[str, Any]:
+async def get_alarm(alarm_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(*ALL_ROLES))]) -> dict[str, Any]:
     """One alarm with its timeline: every trigger, notification and transition."""
-    try:
-        alarm = await ctx.desk.get(alarm_id)
-    except AlarmNotFound:
-        raise not_found(alarm_id) from None
+    alarm = await visible_alarm(ctx, who, alarm_id)
     view = alarm_view(alarm)
     view["timeline"] = [entry_view(e) for e in await ctx.desk.timeline(alarm)]
     return view
 
 
-async def act(alarm_id: str, change: Callable[[], Awaitable[Alarm]]) -> dict[str, Any]:
+async def visible_alarm(ctx: AppContext, who: Principal, alarm_id: str) -> Alarm:
+    try:
+        alarm = await ctx.desk.get(alarm_id)
+    except AlarmNotFound:
+        raise not_found(alarm_id) from None
+    if not await scope.may_see(ctx.redis, who, alarm):
+        raise not_found(alarm_id)
+    return alarm
+
+
+async def act(ctx: AppContext, who: Principal, alarm_id: str, change: Callable[[], Awaitable[Alarm]]) -> dict[str, Any]:
+    await visible_alarm(ctx, who, alarm_id)
     try:
         alarm = await change()
     except AlarmNotFound:
@@ -86,9 +102,9 @@ async def ack_alarm(
     body: AckBody | None = None,
 ) -> dict[str, Any]:
     """Take the alarm: stops its alert chain. 409 if it is already acknowledged or closed."""
-    result = await act(alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, ctx.clock()))
+    result = await act(ctx, who, alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, ctx.clock()))
     if body is not None and body.note:
-        result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, ctx.clock()))
+        result = await act(ctx, who, alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, ctx.clock()))
     await audit(ctx, who, "ack", alarm=alarm_id)
     return result
 
@@ -100,7 +116,9 @@ async def resolve_alarm(
     """Close the alarm with a closing code (GET /api/closing-codes; any other code is a 422).
     409 if it is already closed."""
     code = str(body.code)
-    result = await act(alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, ctx.clock()))
+    result = await act(
+        ctx, who, alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, ctx.clock())
+    )
     await audit(ctx, who, "resolve", alarm=alarm_id, code=code)
     return result
 
@@ -110,7 +128,7 @@ async def note_alarm(
     alarm_id: str, body: NoteBody, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
 ) -> dict[str, Any]:
     """Add a line to the alarm's timeline, open or closed: the record is what is audited later."""
-    result = await act(alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, ctx.clock()))
+    result = await act(ctx, who, alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, ctx.clock()))
     await audit(ctx, who, "note", alarm=alarm_id)
     return result
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from responsecentre.alarms.view import iso
 from responsecentre.store.keys import KEYS
 from responsecentre.store.records import decode_status_record
+from responsecentre.web import scope
 from responsecentre.web.auth import ALL_ROLES, RESIDENT_READERS, Principal, require
 from responsecentre.web.context import AppContext, audit, context
 from responsecentre.web.models import PROTECTED, DeviceList, HomeView, problem
@@ -26,11 +27,12 @@ Ctx = Annotated[AppContext, Depends(context)]
 
 @router.get("/devices", tags=["devices"], response_model=DeviceList, responses=PROTECTED)
 async def list_devices(
-    ctx: Ctx, _: Annotated[Principal, Depends(require(*ALL_ROLES))], tenant: str | None = None
+    ctx: Ctx, who: Annotated[Principal, Depends(require(*ALL_ROLES))], tenant: str | None = None
 ) -> dict[str, Any]:
-    """Registered devices with their latest retained status (no resident data). An unknown
-    tenant has no devices: an empty list, not an error, so probes need no tenant list."""
-    tenants = [tenant] if tenant is not None else ctx.directory.tenants
+    """Registered devices of the user's tenants with their latest retained status (no
+    resident data). A tenant that is unknown or not the user's has no devices: an empty
+    list, not an error, so a probe learns nothing about which tenants exist."""
+    tenants = scope.tenants_of(who, tenant)
     status: dict[tuple[str, str], dict[str, Any]] = {}
     for t in tenants:
         for device_id, raw in (await ctx.redis.hgetall(KEYS.device_status(t))).items():
@@ -64,7 +66,7 @@ async def get_home(
     tenant: str, home_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(*RESIDENT_READERS))]
 ) -> dict[str, Any]:
     """The home and its resident. Health data: every view is written to the audit log."""
-    home = ctx.directory.home(tenant, home_id)
+    home = ctx.directory.home(tenant, home_id) if tenant in who.tenants else None
     if home is None:
         raise HTTPException(404, f"no home {home_id[:64]!r} in tenant {tenant[:64]!r}")
     await audit(ctx, who, "view_resident", tenant=tenant, home=home_id)

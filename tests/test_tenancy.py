@@ -1,0 +1,149 @@
+"""Tenant isolation and the nurse's scope over HTTP, in-process on a real Redis.
+
+Two municipalities (tests/tenancy.py) with one open alarm per home: every route must show
+a user her own tenants only, and a nurse only the alarms paged to her or taken by her. What
+is not hers does not exist for her: 404 (or an empty list), never 403, so ids and tenant
+names cannot be probed. The WebSocket feed and MQTT are covered in test_tenancy_live.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.alarms.model import Trigger
+from responsecentre.directory import build_directory
+from responsecentre.escalation.chains import parse_chains
+from responsecentre.metrics import Metrics
+from responsecentre.store.keys import KEYS
+from responsecentre.web.app import AppContext, create_app
+from responsecentre.web.auth import Users
+from tests import tenancy
+from tests.servers import Redis
+from tests.service import PASSWORD, TEST_CHAINS
+from tests.test_http_edges import CHEAP_HASHER
+
+NOW_MS = 1_795_000_000_000
+
+
+@dataclass
+class World:
+    a: str
+    b: str
+    alarms: dict[tuple[str, str], str]  # (tenant, home) -> alarm id
+    client: httpx.AsyncClient
+    redis: aioredis.Redis
+
+    async def get(self, user: str, path: str, **params: Any) -> httpx.Response:
+        return await self.client.get(path, params=params, auth=(user, PASSWORD))
+
+    async def post(self, user: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post(path, json=body, auth=(user, PASSWORD))
+
+    async def listed(self, user: str, state: str = "open") -> set[tuple[str, str]]:
+        r = await self.get(user, "/api/alarms", state=state)
+        assert r.status_code == 200, r.text
+        return {(a["tenant"], a["home_id"]) for a in r.json()["alarms"]}
+
+
+@pytest.fixture
+async def world(redis_server: Redis) -> AsyncIterator[World]:
+    a, b = f"ta{uuid.uuid4().hex[:8]}", f"tb{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    directory = build_directory(tenancy.homes_doc(a, b), tenancy.staff_doc(a, b))
+    metrics = Metrics()
+    users = Users(client)
+    users.hasher = CHEAP_HASHER
+    for name, role, staff_id, which in tenancy.USERS:
+        await users.add(name, PASSWORD, role, staff_id, tenancy.user_tenants(which, a, b))
+    desk = AlarmDesk(client, directory, parse_chains(TEST_CHAINS), metrics)
+    alarms = {}
+    for i, home in enumerate(directory.home_list):
+        trigger = Trigger(
+            f"seed:{i}", "assistance-button", "assistance", "critical", "urgent", home.home_id, home.zone,
+            f"{home.home_id}-btn", NOW_MS,
+        )  # fmt: skip
+        alarm = await desk.apply_trigger(home.tenant, trigger, NOW_MS)
+        assert alarm is not None
+        alarms[(home.tenant, home.home_id)] = alarm.id
+    ctx = AppContext(
+        redis=client, desk=desk, directory=directory, metrics=metrics, users=users, secret_key="test-secret"
+    )
+    transport = httpx.ASGITransport(app=create_app(ctx))
+    async with httpx.AsyncClient(transport=transport, base_url="http://rc") as http:
+        yield World(a, b, alarms, http, client)
+    await client.aclose()
+
+
+async def test_each_user_lists_only_her_tenants_alarms(world: World) -> None:
+    a, b = world.a, world.b
+    assert await world.listed("op-a") == {(a, "h1"), (a, "h2")}
+    assert await world.listed("op-b") == {(b, "h1")}
+    assert await world.listed("op-ab") == {(a, "h1"), (a, "h2"), (b, "h1")}
+    assert await world.listed("admin-a") == {(a, "h1"), (a, "h2")}
+    assert await world.listed("integrator-a") == {(a, "h1"), (a, "h2")}
+    assert await world.listed("op-a", state="all") == {(a, "h1"), (a, "h2")}
+
+
+async def test_another_tenants_alarm_does_not_exist_for_her(world: World) -> None:
+    theirs = world.alarms[(world.b, "h1")]
+    assert (await world.get("op-a", f"/api/alarms/{theirs}")).status_code == 404
+    for action, body in (("ack", {}), ("note", {"text": "x"}), ("resolve", {"code": "assisted"})):
+        r = await world.post("op-a", f"/api/alarms/{theirs}/{action}", body)
+        assert r.status_code == 404, (action, r.text)
+        assert r.json()["detail"] == (await world.post("op-a", f"/api/alarms/no-such-id/{action}", body)).json()[
+            "detail"
+        ].replace("no-such-id", theirs)
+    # ... and it is untouched: still open and unacknowledged for its own tenant's operator.
+    r = await world.get("op-b", f"/api/alarms/{theirs}")
+    assert r.status_code == 200 and r.json()["state"] == "raised"
+    assert all(e["by"] != "op-a" for e in r.json()["timeline"])
+
+
+async def test_residents_and_devices_of_another_tenant_stay_hidden(world: World) -> None:
+    a, b = world.a, world.b
+    r = await world.get("op-a", f"/api/homes/{b}/h1")
+    assert r.status_code == 404 and "9999" not in r.text
+    assert (await world.get("op-a", f"/api/homes/{a}/h1")).json()["resident"]["key_safe"] == "1111"
+    assert (await world.get("admin-a", f"/api/homes/{b}/h1")).status_code == 404
+    devices = (await world.get("integrator-a", "/api/devices")).json()["devices"]
+    assert {d["tenant"] for d in devices} == {a}
+    assert (await world.get("integrator-a", "/api/devices", tenant=b)).json()["devices"] == []
+    assert (await world.get("integrator-a", "/api/devices", tenant="nowhere")).json()["devices"] == []
+
+
+async def test_a_nurse_sees_and_acts_on_only_the_alarms_paged_to_her(world: World) -> None:
+    a, b = world.a, world.b
+    north, south = world.alarms[(a, "h1")], world.alarms[(a, "h2")]
+    assert await world.listed("nurse-north-a") == {(a, "h1")}
+    assert await world.listed("nurse-south-a") == {(a, "h2")}
+    # Same staff id in the other tenant: paged there, not here.
+    assert await world.listed("nurse-north-b") == {(b, "h1")}
+    for nurse in ("nurse-south-a", "nurse-north-b"):
+        assert (await world.get(nurse, f"/api/alarms/{north}")).status_code == 404
+        assert (await world.post(nurse, f"/api/alarms/{north}/ack", {})).status_code == 404
+        assert (await world.post(nurse, f"/api/alarms/{north}/resolve", {"code": "assisted"})).status_code == 404
+    r = await world.post("nurse-north-a", f"/api/alarms/{north}/ack", {"note": "on my way"})
+    assert r.status_code == 200 and r.json()["acknowledged_by"] == "nurse-north-a"
+    r = await world.post("nurse-north-a", f"/api/alarms/{north}/resolve", {"code": "assisted"})
+    assert r.status_code == 200 and r.json()["state"] == "resolved"
+    assert (await world.get("nurse-north-a", f"/api/alarms/{south}")).status_code == 404
+    assert await world.listed("nurse-north-a", state="all") == {(a, "h1")}
+
+
+async def test_a_nurse_keeps_the_alarm_she_took_even_if_never_paged(world: World) -> None:
+    """An alarm a nurse took stays hers to finish, whatever the page index says later."""
+    south = world.alarms[(world.a, "h2")]
+    assert (await world.post("nurse-south-a", f"/api/alarms/{south}/ack", {})).status_code == 200
+    await world.redis.delete(KEYS.staff_alarms(world.a, "s1"))  # as if the page had never been indexed
+    assert await world.listed("nurse-south-a") == {(world.a, "h2")}
+    r = await world.post("nurse-south-a", f"/api/alarms/{south}/resolve", {"code": "assisted"})
+    assert r.status_code == 200
