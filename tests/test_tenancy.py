@@ -21,8 +21,10 @@ from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.alarms.model import Trigger
 from responsecentre.directory import build_directory
 from responsecentre.escalation.chains import parse_chains
+from responsecentre.ingest.log import dead_letter_record
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
+from responsecentre.store.records import EventRecord
 from responsecentre.web.app import AppContext, create_app
 from responsecentre.web.auth import Users
 from tests import tenancy
@@ -147,3 +149,28 @@ async def test_a_nurse_keeps_the_alarm_she_took_even_if_never_paged(world: World
     assert await world.listed("nurse-south-a") == {(world.a, "h2")}
     r = await world.post("nurse-south-a", f"/api/alarms/{south}/resolve", {"code": "assisted"})
     assert r.status_code == 200
+
+
+async def test_an_integrator_sees_events_and_dead_letters_of_her_tenants_only(world: World) -> None:
+    a, b = world.a, world.b
+    for tenant, device in ((a, "h1-btn"), (a, "h2-door"), (b, "h1-btn")):
+        record = EventRecord(
+            device=device, id=f"e-{tenant}-{device}", type="device.heartbeat", ts=NOW_MS, dts=NOW_MS, recv=NOW_MS
+        )
+        await world.redis.xadd(KEYS.events(tenant), dict(zip(*[iter(record.fields())] * 2, strict=True)))
+    for topic in (f"rc/v1/{a}/devices/h1-btn/events", f"rc/v1/{b}/devices/h1-btn/events", "elsewhere/x"):
+        await world.redis.xadd(KEYS.dead_letters(), dead_letter_record(topic, b"{not json", "bad_json", "x", NOW_MS))
+
+    r = await world.get("integrator-a", f"/api/events/{a}")
+    assert r.status_code == 200
+    assert {e["device_id"] for e in r.json()["events"]} == {"h1-btn", "h2-door"}
+    r = await world.get("integrator-a", f"/api/events/{a}", device="h2-door")
+    assert [e["event_id"] for e in r.json()["events"]] == [f"e-{a}-h2-door"]
+    assert (await world.get("integrator-a", f"/api/events/{b}")).status_code == 404
+    assert (await world.get("nurse-north-a", f"/api/events/{a}")).status_code == 403
+
+    letters = (await world.get("integrator-a", "/api/dead-letters")).json()["dead_letters"]
+    assert [x["topic"] for x in letters] == [f"rc/v1/{a}/devices/h1-btn/events"]
+    assert letters[0]["reason"] == "bad_json" and letters[0]["sample"] == "{not json"
+    assert (await world.get("integrator-a", "/api/dead-letters", tenant=b)).json()["dead_letters"] == []
+    assert (await world.get("op-a", "/api/dead-letters")).status_code == 403

@@ -120,6 +120,35 @@ class DeviceList(BaseModel):
     devices: list[DeviceView]
 
 
+class EventView(BaseModel):
+    position: str = Field(description="the entry's id in the tenant's event log")
+    device_id: str
+    event_id: str
+    type: str
+    ts: str | None = Field(description="the device's own time")
+    received_at: str | None
+    value: float | None
+    data: dict[str, Any] | None
+
+
+class EventList(BaseModel):
+    events: list[EventView]
+
+
+class DeadLetterView(BaseModel):
+    position: str
+    topic: str
+    reason: str = Field(description="a machine-readable reason, e.g. bad_json, unknown_device, bad_topic")
+    detail: str
+    size: int = Field(description="bytes of the refused payload")
+    sample: str = Field(description="its first bytes as text (invalid UTF-8 replaced)")
+    received_at: str | None
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[DeadLetterView]
+
+
 class ResidentView(BaseModel):
     name: str
     address: str
