@@ -8,7 +8,6 @@ names cannot be probed. The WebSocket feed and MQTT are covered in test_tenancy_
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,20 +16,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from responsecentre.alarms.desk import AlarmDesk
-from responsecentre.alarms.model import Trigger
-from responsecentre.directory import build_directory
-from responsecentre.escalation.chains import parse_chains
 from responsecentre.ingest.log import dead_letter_record
-from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
 from responsecentre.store.records import EventRecord
-from responsecentre.web.app import AppContext, create_app
-from responsecentre.web.auth import Users
+from responsecentre.web.app import create_app
 from tests import tenancy
 from tests.servers import Redis
-from tests.service import PASSWORD, TEST_CHAINS
-from tests.test_http_edges import CHEAP_HASHER
+from tests.service import PASSWORD
 
 NOW_MS = 1_795_000_000_000
 
@@ -57,32 +49,11 @@ class World:
 
 @pytest.fixture
 async def world(redis_server: Redis) -> AsyncIterator[World]:
-    a, b = f"ta{uuid.uuid4().hex[:8]}", f"tb{uuid.uuid4().hex[:8]}"
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushdb()
-    directory = build_directory(tenancy.homes_doc(a, b), tenancy.staff_doc(a, b))
-    metrics = Metrics()
-    users = Users(client)
-    users.hasher = CHEAP_HASHER
-    for name, role, staff_id, which in tenancy.USERS:
-        await users.add(name, PASSWORD, role, staff_id, tenancy.user_tenants(which, a, b))
-    desk = AlarmDesk(client, directory, parse_chains(TEST_CHAINS), metrics)
-    alarms = {}
-    for i, home in enumerate(directory.home_list):
-        trigger = Trigger(
-            f"seed:{i}", "assistance-button", "assistance", "critical", "urgent", home.home_id, home.zone,
-            f"{home.home_id}-btn", NOW_MS,
-        )  # fmt: skip
-        alarm = await desk.apply_trigger(home.tenant, trigger, NOW_MS)
-        assert alarm is not None
-        alarms[(home.tenant, home.home_id)] = alarm.id
-    ctx = AppContext(
-        redis=client, desk=desk, directory=directory, metrics=metrics, users=users, secret_key="test-secret"
-    )
-    transport = httpx.ASGITransport(app=create_app(ctx))
+    seeded = await tenancy.seed(redis_server.url)
+    transport = httpx.ASGITransport(app=create_app(seeded.ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://rc") as http:
-        yield World(a, b, alarms, http, client)
-    await client.aclose()
+        yield World(seeded.a, seeded.b, seeded.alarms, http, seeded.ctx.redis)
+    await seeded.ctx.redis.aclose()
 
 
 async def test_each_user_lists_only_her_tenants_alarms(world: World) -> None:
