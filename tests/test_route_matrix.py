@@ -1,0 +1,175 @@
+"""Every route against every role and tenant, generated from the app's own route table.
+
+RULES below says, for each (method, path) the app serves, who may use it. The first test
+fails when the app has a route RULES does not name (a new route must come with a rule) or
+RULES names a route the app no longer has. The second calls every route as nobody, as each
+role of tenant A, with ids of tenant A and of tenant B, and checks the status against the
+rule: anonymous -> its rule's status, a role without the right -> 403, the right role on
+tenant B's alarm, home or events -> 404, on its own -> a real answer. And no response to a
+user of tenant A ever carries tenant B's data or B's resident, whatever the route (an error
+may echo the tenant name the client itself sent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route
+
+from responsecentre.web.app import create_app
+from tests import tenancy
+from tests.servers import Redis
+from tests.service import PASSWORD
+
+OPERATOR, NURSE, ADMIN, INTEGRATOR = "operator", "nurse", "admin", "integrator"
+EVERYONE = frozenset({OPERATOR, NURSE, ADMIN, INTEGRATOR})
+# The user of tenant A who plays each role (tests/tenancy.py); the nurse is the one the
+# seeded tenant-A alarm in zone north was paged to.
+PLAYERS = {OPERATOR: "op-a", NURSE: "nurse-north-a", ADMIN: "admin-a", INTEGRATOR: "integrator-a"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str] = EVERYONE
+    anonymous: int = 401  # what a request without credentials gets
+    body: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    query: dict[str, str] = field(default_factory=dict)
+    # For routes that list (no id in the path): a query parameter naming tenant B must
+    # give an empty answer rather than B's data; None where the route takes no tenant.
+    tenant_query: str | None = None
+
+
+PUBLIC = Rule(roles=EVERYONE, anonymous=200)
+MOUNTED_FILE = {"/static": "/console.css", "/docs-assets": "/swagger-ui.css"}  # one file each mount serves
+RESIDENT_READERS = frozenset({OPERATOR, ADMIN})
+ACTORS = frozenset({OPERATOR, NURSE, ADMIN})
+
+RULES: dict[tuple[str, str], Rule] = {
+    ("GET", "/"): Rule(anonymous=307),
+    ("GET", "/console"): Rule(anonymous=303),
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("POST", "/login"): Rule(anonymous=303, form={"username": "nobody", "password": "wrong-password"}),
+    ("POST", "/logout"): Rule(anonymous=303),
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): Rule(anonymous=503),  # no readiness checks wired in-process: Redis only -> 200
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/static"): PUBLIC,
+    ("GET", "/docs-assets"): PUBLIC,
+    ("GET", "/api/me"): Rule(),
+    ("GET", "/api/alarms"): Rule(query={"state": "all"}),
+    ("GET", "/api/alarms/{alarm_id}"): Rule(),
+    ("POST", "/api/alarms/{alarm_id}/ack"): Rule(roles=ACTORS, body={}),
+    ("POST", "/api/alarms/{alarm_id}/resolve"): Rule(roles=ACTORS, body={"code": "assisted"}),
+    ("POST", "/api/alarms/{alarm_id}/note"): Rule(roles=ACTORS, body={"text": "checked"}),
+    ("GET", "/api/closing-codes"): Rule(),
+    ("GET", "/api/devices"): Rule(tenant_query="tenant"),
+    ("GET", "/api/homes/{tenant}/{home_id}"): Rule(roles=RESIDENT_READERS),
+    ("GET", "/api/events/{tenant}"): Rule(roles=frozenset({OPERATOR, ADMIN, INTEGRATOR})),
+    ("GET", "/api/dead-letters"): Rule(roles=frozenset({ADMIN, INTEGRATOR}), tenant_query="tenant"),
+    ("WS", "/ws"): Rule(),
+}
+
+
+def served(app: FastAPI) -> Iterator[tuple[str, str, BaseRoute]]:
+    """(method, path, route) for everything the app answers, routers flattened."""
+
+    def walk(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+        for route in routes:
+            contexts = getattr(route, "effective_route_contexts", None)
+            if contexts is not None:  # FastAPI's included router
+                for context in contexts():
+                    yield context.original_route
+            else:
+                yield route
+
+    for route in walk(list(app.routes)):
+        if isinstance(route, APIWebSocketRoute):
+            yield "WS", route.path, route
+        elif isinstance(route, Mount):
+            yield "GET", route.path, route
+        elif isinstance(route, APIRoute | Route):
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                yield method, route.path, route
+
+
+@dataclass
+class Matrix:
+    seeded: tenancy.Seeded
+    http: httpx.AsyncClient
+    app: FastAPI
+
+    def path(self, template: str, tenant: str) -> str:
+        """The route's path with tenant `tenant`'s ids filled in."""
+        ids = {"tenant": tenant, "home_id": "h1", "alarm_id": self.seeded.alarms[(tenant, "h1")]}
+        path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
+        return path + MOUNTED_FILE.get(template, "")
+
+    async def call(self, method: str, template: str, rule: Rule, user: str | None, tenant: str) -> httpx.Response:
+        query = dict(rule.query)
+        if rule.tenant_query is not None:
+            query[rule.tenant_query] = tenant
+        return await self.http.request(
+            method,
+            self.path(template, tenant),
+            params=query,
+            json=rule.body,
+            data=rule.form,
+            auth=(user, PASSWORD) if user else None,
+        )
+
+
+@pytest.fixture
+async def matrix(redis_server: Redis) -> AsyncIterator[Matrix]:
+    seeded = await tenancy.seed(redis_server.url)
+    app = create_app(seeded.ctx)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rc", follow_redirects=False) as http:
+        yield Matrix(seeded, http, app)
+    await seeded.ctx.redis.aclose()
+
+
+async def test_every_route_has_a_rule(matrix: Matrix) -> None:
+    routes = {(method, path) for method, path, _ in served(matrix.app)}
+    assert routes - set(RULES) == set(), "routes without a rule in RULES: add one"
+    assert set(RULES) - routes == set(), "rules for routes the app no longer serves"
+
+
+async def test_every_route_against_every_role_and_tenant(matrix: Matrix) -> None:
+    a, b = matrix.seeded.a, matrix.seeded.b
+    outcomes: list[str] = []
+    for method, template, _ in served(matrix.app):
+        rule = RULES[(method, template)]
+        if method == "WS":
+            continue  # the handshake is checked below
+        r = await matrix.call(method, template, rule, None, a)
+        expected_anonymous = 200 if (method, template) == ("GET", "/readyz") else rule.anonymous
+        if r.status_code != expected_anonymous:
+            outcomes.append(f"{method} {template} as nobody: {r.status_code}, expected {expected_anonymous}")
+        if rule.anonymous == 200 and rule is PUBLIC:
+            continue
+        scoped = "{" in template or rule.tenant_query is not None
+        for role, user in PLAYERS.items():
+            for tenant in (a, b) if scoped else (a,):
+                r = await matrix.call(method, template, rule, user, tenant)
+                where = f"{method} {template} as {role} on tenant {'A' if tenant == a else 'B'}"
+                if r.is_success and (b in r.text or "9999" in r.text):
+                    outcomes.append(f"{where}: the answer carries tenant B's data")
+                if role not in rule.roles:
+                    if r.status_code != 403:
+                        outcomes.append(f"{where}: {r.status_code}, expected 403")
+                elif tenant == b and "{" in template:
+                    if r.status_code != 404:
+                        outcomes.append(f"{where}: {r.status_code}, expected 404")
+                elif r.status_code in (401, 403, 404) or r.status_code >= 500:
+                    outcomes.append(f"{where}: {r.status_code} {r.text[:120]}")
+    assert not outcomes, "\n".join(outcomes)
