@@ -57,6 +57,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from report import append_results, cpu_name
 from websockets.sync.client import connect as ws_connect
 
+from responsecentre.broker import Access, Account, Grant
 from responsecentre.contract import encode_event, events_topic
 from responsecentre.servers import Centre, Mosquitto, Redis
 
@@ -73,6 +74,7 @@ POLL_S = 0.05
 STALL_S = 5.0  # no counter growth for this long ends an ingest run
 READY_TIMEOUT_S = 90.0
 HISTOGRAM = "responsecentre_event_to_alarm_seconds"
+METRICS_TOKEN = secrets.token_hex(16)  # the service's RC_METRICS_TOKEN; scrape() sends it
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -111,6 +113,16 @@ def write_config(workdir: Path, n_devices: int) -> tuple[Path, Path, list[str]]:
     return homes_path, staff_path, devices
 
 
+def bench_accounts(publishers: int) -> list[Account]:
+    """The bench's own broker accounts, one per client (the broker binds the client id to
+    the account, so clients sharing one would throw each other off): each publisher, the
+    raw subscriber and the alarm publisher may use the bench tenant's device topics and the
+    raw topic. The service itself logs in with the centre's real accounts."""
+    grants = (Grant(Access.READWRITE, f"rc/v1/{TENANT}/devices/#"), Grant(Access.READWRITE, f"{RAW_TOPIC}/#"))
+    names = [f"bench-pub{i}" for i in range(publishers)] + ["bench-sub", "bench-alarms"]
+    return [Account(name, grants) for name in names]
+
+
 def seed_operator(redis_url: str, password: str) -> None:
     import redis.asyncio as aioredis
 
@@ -127,8 +139,9 @@ def seed_operator(redis_url: str, password: str) -> None:
 
 
 class Service(Centre):
-    """The service as a child process. `restart` keeps the MQTT client id, so the new process
-    resumes the persistent session and the broker redelivers what was left unacked."""
+    """The service as a child process, logged in as the centre's accounts. `restart` keeps
+    the account (the broker binds the session to it), so the new process resumes the
+    persistent session and the broker redelivers what was left unacked."""
 
     def __init__(self, workdir: Path, broker: Mosquitto, redis: Redis, homes: Path, staff: Path) -> None:
         super().__init__(
@@ -147,10 +160,12 @@ class Service(Centre):
                 str(homes),
                 "--staff",
                 str(staff),
+                "--mqtt-credentials",
+                str(broker.credentials_path),
             ],
             env={
-                "RC_CLIENT_ID": f"rc-bench-{secrets.token_hex(4)}",
                 "RC_SECRET_KEY": secrets.token_hex(16),
+                "RC_METRICS_TOKEN": METRICS_TOKEN,
                 "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
             },
         )
@@ -186,7 +201,15 @@ class Publishers:
         self.procs = [
             ctx.Process(
                 target=publisher_worker,
-                args=(i, broker.host, broker.port, devices, self.inboxes[i], self.outbox),
+                args=(
+                    i,
+                    broker.host,
+                    broker.port,
+                    broker.credentials[f"bench-pub{i}"],
+                    devices,
+                    self.inboxes[i],
+                    self.outbox,
+                ),
                 daemon=True,
             )
             for i in range(k)
@@ -250,14 +273,17 @@ def worker_messages(kind: str, tag: str, n: int, index: int, k: int, devices: li
     return out
 
 
-def publisher_worker(index: int, host: str, port: int, devices: list[str], inbox: Any, outbox: Any) -> None:
+def publisher_worker(
+    index: int, host: str, port: int, password: str, devices: list[str], inbox: Any, outbox: Any
+) -> None:
     """One publisher process: commands on `inbox`, replies on `outbox`."""
     try:
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             protocol=mqtt.MQTTv5,
-            client_id=f"bench-pub{index}-{secrets.token_hex(4)}",
+            client_id=f"bench-pub{index}",
         )
+        client.username_pw_set(f"bench-pub{index}", password)
         client.max_inflight_messages_set(INFLIGHT)
         client.connect(host, port)
         deadline = time.monotonic() + 10
@@ -307,8 +333,9 @@ def mqtt_client(broker: Mosquitto, name: str) -> mqtt.Client:
     client = mqtt.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         protocol=mqtt.MQTTv5,
-        client_id=f"{name}-{secrets.token_hex(4)}",
+        client_id=name,
     )
+    client.username_pw_set(name, broker.credentials[name])
     client.connect(broker.host, broker.port)
     client.loop_start()
     deadline = time.monotonic() + 10
@@ -324,7 +351,7 @@ def mqtt_client(broker: Mosquitto, name: str) -> mqtt.Client:
 
 def scrape(http: httpx.Client) -> dict[str, Any]:
     """Counter totals by sample name (summed over labels) and the latency histogram's buckets."""
-    text = http.get("/metrics").raise_for_status().text
+    text = http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).raise_for_status().text
     totals: dict[str, float] = {}
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
@@ -621,7 +648,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rc-bench-") as tmp:
         workdir = Path(tmp)
         homes_path, staff_path, devices = write_config(workdir, args.devices)
-        broker = Mosquitto(workdir=workdir / "mosquitto")
+        broker = Mosquitto(workdir=workdir / "mosquitto", extra_accounts=bench_accounts(args.publishers))
         redis = Redis(workdir=workdir / "redis")
         service: Service | None = None
         publishers: Publishers | None = None

@@ -1,4 +1,4 @@
-"""One CLI: `responsecentre run | demo | sim | rules check | users add`."""
+"""One CLI: `responsecentre run | demo | sim | broker config | rules check | users add | unlock | passwd | token`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         chains_path=getattr(args, "chains", None),
         homes_path=getattr(args, "homes", None),
         staff_path=getattr(args, "staff", None),
+        mqtt_credentials=getattr(args, "mqtt_credentials", None),
     )
 
 
@@ -38,6 +39,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from responsecentre.demo import run_demo
 
     return run_demo(_settings(args), data_dir=args.data_dir, homes=args.sim_homes)
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    """Write mosquitto's password, ACL and config files (and TLS files) for the directory;
+    with --reload, SIGHUP the broker running on them so it applies them now."""
+    from responsecentre import broker
+    from responsecentre.directory import load_directory
+
+    settings = _settings(args)
+    try:
+        directory = load_directory(settings.homes_path, settings.staff_path)
+        accounts = broker.directory_accounts(directory, simulator=args.simulator)
+        config = broker.write_config(args.out, accounts, host=args.host, port=args.port, tls_port=args.tls_port)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{config.files.conf}: {len(accounts)} accounts; passwords in {config.files.credentials} (keep it secret)")
+    if args.tls_port is not None:
+        print(f"TLS on port {args.tls_port}; devices need the CA certificate {config.files.ca_cert}")
+    if args.reload:
+        try:
+            pid = broker.signal_reload(config.files)
+        except broker.BrokerNotRunning as exc:
+            print(f"error: not reloaded: {exc}", file=sys.stderr)
+            return 1
+        print(f"mosquitto (pid {pid}) told to reload (SIGHUP)")
+    return 0
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
@@ -59,9 +87,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
     import redis.asyncio as aioredis
 
-    from responsecentre.web.auth import Users
+    from responsecentre.web.auth import Users, password_problem
 
     password = args.password or getpass.getpass(f"password for {args.username}: ")
+    if (why := password_problem(args.username, password)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
 
     async def add() -> None:
         client = aioredis.Redis.from_url(_settings(args).redis_url)
@@ -89,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--chains", type=Path, help="alert chains (default escalation/chains.yaml)")
         sp.add_argument("--homes", type=Path, help="homes and devices (default devices/homes.yaml)")
         sp.add_argument("--staff", type=Path, help="staff and duty (default escalation/staff.yaml)")
+        sp.add_argument(
+            "--mqtt-credentials",
+            type=Path,
+            help="credentials.json of `broker config`: log in as rc-ingest and rc-notifier (env RC_MQTT_CREDENTIALS)",
+        )
 
     run = sub.add_parser("run", help="run the service against a broker and Redis")
     service_flags(run)
@@ -101,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(fn=cmd_demo)
 
     sub.add_parser("sim", help="device simulator (see `responsecentre sim --help`)", add_help=False)
+
+    brk = sub.add_parser("broker", help="the MQTT broker's accounts, ACLs and TLS")
+    bsub = brk.add_subparsers(dest="broker_command", required=True)
+    bconf = bsub.add_parser("config", help="write mosquitto's config, password and ACL files from the directory")
+    bconf.add_argument("--out", type=Path, required=True, help="the broker directory (files, persistence, pid)")
+    bconf.add_argument("--homes", type=Path, help="homes and devices (default devices/homes.yaml)")
+    bconf.add_argument("--staff", type=Path, help="staff (default escalation/staff.yaml)")
+    bconf.add_argument("--simulator", action="store_true", help="add the rc-sim account for `responsecentre sim`")
+    bconf.add_argument("--host", default="127.0.0.1", help="listen address, also a name in the TLS certificate")
+    bconf.add_argument("--port", type=int, default=1883, help="plain MQTT port (default %(default)s)")
+    bconf.add_argument("--tls-port", type=int, help="add a TLS listener on this port (CA made on first use)")
+    bconf.add_argument("--reload", action="store_true", help="then SIGHUP the mosquitto running on --out")
+    bconf.set_defaults(fn=cmd_broker_config)
 
     rules = sub.add_parser("rules", help="rule packs")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
@@ -120,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--redis", help="redis://host:port/db (env RC_REDIS_URL)")
     add.set_defaults(fn=cmd_users_add)
+    from responsecentre.web.admin import add_commands  # users unlock | passwd | token ...
+
+    add_commands(usub)
     return p
 
 

@@ -39,8 +39,13 @@ class Settings:
     staff_path: Path = ROOT / "escalation" / "staff.yaml"
     homes_path: Path = ROOT / "devices" / "homes.yaml"
     # The MQTT client id is the persistent session: a restarted service with the same id
-    # gets the messages that arrived while it was down.
+    # gets the messages that arrived while it was down. Our broker config (`responsecentre
+    # broker config`) sets use_username_as_clientid, so there the session is the account's
+    # (`rc-ingest`) and this id is ignored: nobody can take the session over by naming it.
     client_id: str = "responsecentre-ingest"
+    # credentials.json of `responsecentre broker config`: ingest logs in as `rc-ingest`,
+    # the notifiers as `rc-notifier`. None: both use the URL's user (or none).
+    mqtt_credentials: Path | None = None
     session_expiry_s: int = 7 * 24 * 3600
     batch_max: int = 1000  # events per micro-batch
     batch_ms: int = 10  # how long a batch may wait to fill
@@ -49,8 +54,17 @@ class Settings:
     # Device time is used when it is within this window of receive time, else receive time.
     max_clock_skew_future_ms: int = 5_000
     max_event_age_ms: int = 3_600_000
-    secret_key: str = ""  # signs session cookies; empty -> random per process
+    secret_key: str = ""  # unused since sessions are kept in Redis (web/sessions.py); accepted for old configs
     secure_cookies: bool = False  # set behind TLS
+    # Sign-ins and sessions (web/throttle.py, web/sessions.py; docs/security.md).
+    metrics_token: str = ""  # /metrics wants `Authorization: Bearer <this>`; empty: /metrics is closed (403)
+    session_idle_s: int = 30 * 60  # a console session unused this long ends (an open console is use)
+    login_free_per_user: int = 5  # failures of a username before each attempt must wait 2^(n-free) s
+    login_free_per_address: int = 20  # the same per client address
+    login_max_delay_s: int = 15 * 60  # the longest such wait
+    login_lockout_after: int = 10  # failures of a username that lock the account ...
+    login_lockout_s: int = 30 * 60  # ... for this long, or until an admin unlocks it
+    login_forget_s: int = 60 * 60  # failures are forgotten this long after the last one
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -67,7 +81,7 @@ class Settings:
                 values[f.name] = int(raw)
             elif isinstance(default, float):
                 values[f.name] = float(raw)
-            elif isinstance(default, Path):
+            elif isinstance(default, Path) or f.type == "Path | None":
                 values[f.name] = Path(raw)
             else:
                 values[f.name] = raw

@@ -3,7 +3,9 @@
 Starts mosquitto and redis-server of its own on free loopback ports (state under
 `.data/demo`), unless RC_MQTT_URL / RC_REDIS_URL point at running ones; creates a demo
 login per role; runs the service and a simulator of the demo homes; prints where
-everything is. Ctrl-C stops everything it started.
+everything is. Ctrl-C stops everything it started. Its broker is closed like a real one
+(docs/security.md): accounts and ACLs for the demo homes and staff plus the simulator's,
+a TLS listener, and the credentials it made are printed (one account of each kind).
 
 The demo is a handful of processes that must live and die as one, because a part left
 behind does harm that nobody sees: a leaked redis-server keeps writing the append-only file
@@ -51,7 +53,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
+from responsecentre import contract
 from responsecentre.config import Settings
+from responsecentre.directory import Directory
 from responsecentre.servers import Mosquitto, Redis, ServerProcess, die_with_parent, free_port
 
 if TYPE_CHECKING:
@@ -193,11 +197,12 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _secret(data_dir: Path) -> str:
-    path = data_dir / "secret"
+def _secret(data_dir: Path, name: str = "secret") -> str:
+    """A random secret kept in the data directory (created owner-only), the same each run."""
+    path = data_dir / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -213,6 +218,45 @@ async def _seed_users(settings: Settings, tenants: list[str]) -> None:
             await users.add(name, password, role, staff_id, tenants)
     finally:
         await client.aclose()
+
+
+def mqtt_accounts(settings: Settings, directory: Directory, broker: Mosquitto | None) -> str:
+    """The banner's MQTT part: one account of each kind from the credentials file, and
+    how to publish as a device and listen as an integrator with them."""
+    from responsecentre import broker as accounts
+
+    if settings.mqtt_credentials is None or not directory.device_list:
+        return ""
+    credentials = accounts.load_credentials(settings.mqtt_credentials)
+    device = directory.device_list[0]
+    staff = directory.staff.get((device.tenant, DEMO_USERS["nurse"][2] or "")) or next(iter(directory.staff.values()))
+    dev = accounts.device_username(device.tenant, device.device_id)
+    integ = accounts.integrator_username(device.tenant)
+    names = {
+        "simulator": accounts.SIMULATOR,
+        "integrator": integ,
+        "handset": accounts.handset_username(staff.tenant, staff.staff_id),
+        "device": dev,
+    }
+    shown = [f"    {kind:<11} {name} / {credentials[name]}" for kind, name in names.items() if name in credentials]
+    text = f"\n  MQTT accounts (username / password; all of them in {settings.mqtt_credentials}):\n"
+    text += "\n".join(shown) + "\n"
+    if dev in credentials:
+        text += f"""
+  publish an event by hand, as device {device.device_id} (it may publish on its own topics only):
+    mosquitto_pub -h 127.0.0.1 -p {settings.mqtt.port} -u {dev} -P '{credentials[dev]}' -q 1 \\
+      -t {contract.events_topic(device.tenant, device.device_id)} \\
+      -m '{{"id": "manual-'$(date +%s%N)'", "type": "alarm.button", "ts": '$(date +%s%3N)'}}'
+"""
+    if integ in credentials:
+        where, how = f"-p {settings.mqtt.port}", ""
+        if broker is not None and broker.tls_port is not None:
+            where, how = f"-p {broker.tls_port} --cafile {broker.ca_path}", " (over TLS)"
+        text += f"""
+  watch the alarm states of {device.tenant} as its integrator{how}:
+    mosquitto_sub -h 127.0.0.1 {where} -u {integ} -P '{credentials[integ]}' -v -t 'rc/v1/{device.tenant}/alarms/#'
+"""
+    return text
 
 
 def _follow_sim(stream: IO[bytes], ready: threading.Event) -> None:
@@ -386,17 +430,30 @@ def _run(
         _record(data_dir, children)
         return server
 
+    from responsecentre.directory import load_directory
+
+    directory = load_directory(settings.homes_path, settings.staff_path)
+    broker: Mosquitto | None = None
     if "RC_MQTT_URL" not in os.environ:
-        broker = start(Mosquitto(workdir=data_dir / "mosquitto", parent_death_signal=signal.SIGTERM), "mosquitto")
-        settings = replace(settings, mqtt_url=broker.url)
+        # Accounts and ACLs for the demo homes and staff, the simulator's account, and a
+        # TLS listener; passwords and the CA are kept in the data dir from run to run.
+        mosquitto = Mosquitto(
+            workdir=data_dir / "mosquitto",
+            directory=directory,
+            simulator=True,
+            tls_port=free_port(),
+            parent_death_signal=signal.SIGTERM,
+        )
+        start(mosquitto, "mosquitto")
+        broker = mosquitto
+        settings = replace(settings, mqtt_url=mosquitto.url, mqtt_credentials=mosquitto.credentials_path)
     if "RC_REDIS_URL" not in os.environ:
         redis = start(Redis(workdir=data_dir / "redis", parent_death_signal=signal.SIGTERM), "redis-server")
         settings = replace(settings, redis_url=redis.url)
     port = settings.http_port if _port_free(settings.http_port) else free_port()
     settings = replace(settings, http_port=port, secret_key=settings.secret_key or _secret(data_dir))
-    from responsecentre.directory import load_directory
-
-    asyncio.run(_seed_users(settings, load_directory(settings.homes_path, settings.staff_path).tenants))
+    settings = replace(settings, metrics_token=settings.metrics_token or _secret(data_dir, "metrics-token"))
+    asyncio.run(_seed_users(settings, directory.tenants))
 
     from responsecentre.service import Service
 
@@ -412,6 +469,8 @@ def _run(
             str(homes),
             "--broker",
             settings.mqtt_url,
+            # The password from the file, not on the command line (which every user can read).
+            *(["--credentials", str(settings.mqtt_credentials)] if settings.mqtt_credentials else []),
             "--homes-file",
             str(settings.homes_path),
             "--rate",
@@ -436,6 +495,7 @@ def _run(
             return 1
 
     base = f"http://{settings.http_host}:{port}"
+    tls = f"\n  broker TLS  {broker.tls_url}  (CA certificate {broker.ca_path})" if broker and broker.tls_url else ""
     logins = "\n".join(f"    {role:<11} {name} / {pw}" for name, (role, pw, _) in DEMO_USERS.items())
 
     def banner() -> None:
@@ -445,17 +505,13 @@ responsecentre demo is running. Open these (Ctrl-C stops everything):
 
   console     {base}/console
   API docs    {base}/docs
-  metrics     {base}/metrics
-  broker      {settings.mqtt_url}
+  metrics     {base}/metrics  (Authorization: Bearer {settings.metrics_token})
+  broker      {settings.mqtt_url}{tls}
   redis       {settings.redis_url}
 
   logins (role, username / password):
 {logins}
-
-  publish an event by hand:
-    mosquitto_pub -h 127.0.0.1 -p {settings.mqtt.port} -q 1 -t rc/v1/vestby/devices/h01-btn/events \\
-      -m '{{"id": "manual-'$(date +%s%N)'", "type": "alarm.button", "ts": '$(date +%s%3N)'}}'
-"""
+{mqtt_accounts(settings, directory, broker)}"""
         )
 
     code = _run_loop(_supervise(service, children, banner), abandoned)

@@ -46,6 +46,13 @@ class Metrics:
         self.triggers = Counter(
             "responsecentre_rule_triggers_total", "Rule decisions that a home needs a human", ["rule"], registry=r
         )
+        self.clears = Counter(
+            "responsecentre_clears_total",
+            "Clear and resident-cancel decisions applied, by action (clear, cancel) and outcome "
+            "(closed, kept_acknowledged, no_open_alarm)",
+            ["action", "outcome"],
+            registry=r,
+        )
         self.alarms_raised = Counter(
             "responsecentre_alarms_raised_total", "New alarms, by kind", ["kind", "priority"], registry=r
         )
@@ -103,5 +110,18 @@ class Metrics:
             "responsecentre_timer_lateness_seconds",
             "How late an escalation timer fired",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300),
+            registry=r,
+        )
+        # Sign-ins (web/passwords.py, web/throttle.py): what a flood costs and what it was refused.
+        self.password_checks = Counter(
+            "responsecentre_password_checks_total",
+            "argon2 password checks, by outcome (ok, wrong, unknown_user, busy: refused, too many waiting)",
+            ["outcome"],
+            registry=r,
+        )
+        self.logins_throttled = Counter(
+            "responsecentre_logins_throttled_total",
+            "Sign-in attempts refused unchecked (429), by scope (user, address, lockout)",
+            ["scope"],
             registry=r,
         )

@@ -21,15 +21,20 @@ import contextlib
 import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from responsecentre import broker
+from responsecentre.broker import Account, BrokerConfig
+from responsecentre.directory import Directory
 
 READY_TIMEOUT_S = 15.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -169,41 +174,70 @@ class ServerProcess:
 
 @dataclass(kw_only=True)
 class Mosquitto(ServerProcess):
+    """mosquitto with the accounts and ACLs of `directory` (see `responsecentre.broker`):
+    no anonymous client, client ids bound to accounts, and a TLS listener on `tls_port`
+    when one is given. `extra_accounts` come on top (the tests' harness clients).
+
+    The files are written when the object is made, so `credentials` are there before
+    `start`; `reload` writes them again (for a changed directory) and sends SIGHUP."""
+
     name: str = "mosquitto"
+    directory: Directory = field(default_factory=Directory)
+    simulator: bool = False  # an `rc-sim` account for the directory's tenants
+    extra_accounts: Sequence[Account] = ()
+    tls_port: int | None = None
+    config: BrokerConfig = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.configure()
+
+    def configure(self) -> BrokerConfig:
+        accounts = [*broker.directory_accounts(self.directory, self.simulator), *self.extra_accounts]
+        self.config = broker.write_config(
+            self.workdir,
+            accounts,
+            host=self.host,
+            port=self.port,
+            tls_port=self.tls_port,
+            # As root, mosquitto would switch to user `mosquitto`, which cannot read our
+            # files or write the persistence file in our directory.
+            extra_lines=["user root"] if os.geteuid() == 0 else [],
+        )
+        return self.config
 
     def argv(self) -> list[str]:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    f"listener {self.port} {self.host}",
-                    "allow_anonymous true",
-                    "persistence true",
-                    f"persistence_location {self.workdir}/",
-                    "autosave_interval 1",
-                    # Room for a service that acks late (after its Redis write): inflight
-                    # messages beyond this are queued by the broker, not dropped.
-                    "max_inflight_messages 1000",
-                    "max_queued_messages 1000000",
-                    "max_packet_size 2097152",
-                    # Alarms are small messages that must not wait for Nagle's algorithm
-                    # (with delayed ACKs it adds ~40 ms to event -> alarm).
-                    "set_tcp_nodelay true",
-                    "log_type error",
-                    "log_type warning",
-                    "log_type notice",
-                    # As root, mosquitto would switch to user `mosquitto`, which cannot write
-                    # the persistence file in our directory: sessions would not survive.
-                    *(["user root"] if os.geteuid() == 0 else []),
-                    "",
-                ]
-            )
-        )
-        return [find_binary("mosquitto"), "-c", str(conf)]
+        return [find_binary("mosquitto"), "-c", str(self.config.files.conf)]
+
+    def reload(self, directory: Directory | None = None) -> None:
+        """Regenerate from `directory` (default: the current one) and SIGHUP the broker.
+        mosquitto applies it on its next loop turn, not before this returns."""
+        if directory is not None:
+            self.directory = directory
+        self.configure()
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError("mosquitto is not running")
+        self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def credentials(self) -> Mapping[str, str]:
+        return self.config.credentials
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.config.files.credentials
+
+    @property
+    def ca_path(self) -> Path:
+        return self.config.files.ca_cert
 
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def tls_url(self) -> str | None:
+        return None if self.tls_port is None else f"mqtts://{self.host}:{self.tls_port}"
 
 
 @dataclass(kw_only=True)

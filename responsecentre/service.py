@@ -22,6 +22,7 @@ import secrets
 import signal
 import threading
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,8 +34,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from responsecentre.alarms.desk import AlarmDesk
+from responsecentre.broker import INGEST, NOTIFIER, load_credentials
 from responsecentre.clock import Clock, system_clock
-from responsecentre.config import Settings
+from responsecentre.config import MqttUrl, Settings
 from responsecentre.directory import Directory, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
@@ -42,12 +44,13 @@ from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, ru
 from responsecentre.escalation.timers import run_timers
 from responsecentre.faults import Faults
 from responsecentre.ingest.log import EventLog
-from responsecentre.ingest.mqtt import BrokerLink
+from responsecentre.ingest.mqtt import BrokerLink, PublishLink
 from responsecentre.ingest.pipeline import Ingest
 from responsecentre.metrics import Metrics
 from responsecentre.processor import RuleProcessor
 from responsecentre.web.app import AppContext, create_app
 from responsecentre.web.auth import Users
+from responsecentre.web.throttle import LoginLimits
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,25 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def mqtt_accounts(settings: Settings) -> tuple[MqttUrl, MqttUrl]:
+    """The broker URLs of ingest and of the notifiers: each its own account from the
+    credentials file when one is set (the broker's ACL gives each only its own job), else
+    the URL's own user for both."""
+    url = settings.mqtt
+    if settings.mqtt_credentials is None:
+        return url, url
+    if not settings.mqtt_credentials.is_file():
+        raise ValueError(f"MQTT credentials file {settings.mqtt_credentials} does not exist")
+    credentials = load_credentials(settings.mqtt_credentials)
+    missing = [name for name in (INGEST, NOTIFIER) if name not in credentials]
+    if missing:
+        raise ValueError(f"{settings.mqtt_credentials} has no password for {', '.join(missing)}")
+    return (
+        replace(url, username=INGEST, password=credentials[INGEST]),
+        replace(url, username=NOTIFIER, password=credentials[NOTIFIER]),
+    )
 
 
 def check_chains(pack: RulePack, chains: dict[str, Chain]) -> None:
@@ -104,11 +126,15 @@ class Service:
         self.engine = Engine(self.pack, self.directory.device_home())  # compiles/loads kernels now
         self.started = asyncio.Event()
         self._server: _Server | None = None
+        self.ingest_url, self.notifier_url = mqtt_accounts(settings)  # a missing password fails here, not later
         self.link: BrokerLink | None = None
+        self.publisher: PublishLink | None = None
         self.processor: RuleProcessor | None = None
 
     def build_app(self) -> FastAPI:
         def broker_ready() -> tuple[bool, str]:
+            if self.publisher is not None and not self.publisher.connected.is_set():
+                return (False, "broker: the notifier is not connected")
             return (self.link is not None and self.link.connected.is_set(), "broker: not connected")
 
         def engine_ready() -> tuple[bool, str]:
@@ -128,18 +154,24 @@ class Service:
             secure_cookies=self.settings.secure_cookies,
             ready_checks=[broker_ready, engine_ready, stages_ready],
             clock=self.clock,
+            metrics_token=self.settings.metrics_token,
+            login_limits=LoginLimits.from_settings(self.settings),
+            session_idle_s=self.settings.session_idle_s,
         )
+        if not self.settings.metrics_token:
+            log.warning("RC_METRICS_TOKEN is not set: /metrics answers 403 until it is")
         return create_app(ctx)
 
     async def run(self) -> None:
         s = self.settings
         app = self.build_app()
-        self.link = BrokerLink(s.mqtt, s.client_id, s.session_expiry_s, self.metrics, clock=self.clock)
+        self.link = BrokerLink(self.ingest_url, s.client_id, s.session_expiry_s, self.metrics, clock=self.clock)
+        self.publisher = PublishLink(self.notifier_url, f"{s.client_id}-notifier")
         ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults, self.clock)
         self.processor = RuleProcessor(
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
         )
-        notifiers = [MqttPager(self.link), IntegrationPublisher(self.link)]
+        notifiers = [MqttPager(self.publisher), IntegrationPublisher(self.publisher)]
         # h11 explicitly, with its header cap: an oversized header gets a 400 and the
         # connection closed, and installing httptools must not quietly lift the cap.
         config = uvicorn.Config(
@@ -151,9 +183,13 @@ class Service:
             ws="auto",
             http="h11",
             h11_max_incomplete_event_size=16 * 1024,
+            # The client address is the socket's: X-Forwarded-For is whatever a client says,
+            # and the sign-in throttle counts failures per address (web/throttle.py).
+            proxy_headers=False,
         )
         self._server = _Server(config)
         self.link.start()
+        self.publisher.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(ingest.run(), name="ingest")
@@ -171,6 +207,7 @@ class Service:
                 tg.create_task(self._serve(), name="http")
         finally:
             self.link.stop()
+            self.publisher.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.snapshot(), 2.0)
             with contextlib.suppress(Exception):

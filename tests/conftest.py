@@ -15,6 +15,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.par
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """The production broker config (the centre's accounts and ACLs) plus harness accounts."""
     with running(Mosquitto, tmp_path_factory.mktemp("mosquitto")) as server:
         yield server
 
@@ -56,8 +57,17 @@ async def redis_url(redis_server: Redis, tenant: str) -> str:
 
 
 @pytest.fixture
-def service(tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str) -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "service", mqtt_url=mosquitto.url, redis_url=redis_url)
+def service_env() -> dict[str, str]:
+    """Settings (RC_*) of the `service` fixture beyond tests/service.py's; a module overrides it."""
+    return {}
+
+
+@pytest.fixture
+def service(
+    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str, service_env: dict[str, str]
+) -> Iterator[ServiceProcess]:
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "service", broker=mosquitto, redis_url=redis_url)
+    svc.env.update(service_env)
     svc.start()
     try:
         yield svc
@@ -67,7 +77,7 @@ def service(tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str) -
 
 @pytest.fixture
 def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto.host, mosquitto.port)
+    pub = Publisher(mosquitto)  # on a harness account (tests/servers.py)
     try:
         yield pub
     finally:

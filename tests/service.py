@@ -1,13 +1,15 @@
 """The real service as a child process, for end-to-end and crash tests.
 
 Each test gets its own tenant, homes, staff, rules and chains (written to a temp dir),
-its own MQTT client id (so its own persistent session) and a flushed Redis database.
+a fresh MQTT session and a flushed Redis database. The service logs in with the broker's
+real centre accounts (`rc-ingest`, `rc-notifier`), so the centre's ACLs are the ones
+tested; the test's devices and listeners use harness accounts (tests/servers.py).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,10 +19,16 @@ import httpx
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
+from responsecentre import servers
+from responsecentre.broker import INGEST
 from responsecentre.contract import encode_event, events_topic
 from responsecentre.servers import Centre
-from tests.waiting import until
+from tests.servers import Mosquitto
+from tests.waiting import until, until_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +66,7 @@ TEST_CHAINS = {
 }
 
 PASSWORD = "test-password"
+METRICS_TOKEN = "test-metrics-token"  # the service's RC_METRICS_TOKEN; Api sends it to /metrics
 
 
 def homes_doc(tenant: str) -> dict[str, Any]:
@@ -95,17 +104,39 @@ def staff_doc(tenant: str) -> dict[str, Any]:
     }
 
 
+def forget_session(broker: servers.Mosquitto, username: str = INGEST) -> None:
+    """Discard the broker's persistent session of `username` (a clean start with no expiry).
+
+    The broker binds the session to the account (`use_username_as_clientid`), so every
+    test's service resumes the one `rc-ingest` session: without this a service would get the
+    events that earlier tests published after their service had stopped."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set(username, broker.credentials[username])
+    answers: list[object] = []
+    client.on_connect = lambda *args: answers.append(args[3])
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    client.connect(broker.host, broker.port, clean_start=True, properties=props)
+    client.loop_start()
+    try:
+        until_sync(lambda: answers, 10, f"the CONNACK for {username}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 @dataclass(kw_only=True)
 class ServiceProcess(Centre):
     """The service for one test: its tenant's homes, staff, rules and chains in `workdir`,
-    its own MQTT client id (so its own persistent session), short sweep and snapshot periods."""
+    the broker's centre accounts (from its credentials file), a fresh MQTT session on the
+    first start (kept across restarts), short sweep and snapshot periods."""
 
     tenant: str
-    mqtt_url: str
+    broker: servers.Mosquitto
     redis_url: str
     rules: str = TEST_RULES
     chains: dict[str, Any] = field(default_factory=lambda: TEST_CHAINS)
-    client_id: str = field(default_factory=lambda: f"rc-test-{uuid.uuid4().hex[:8]}")
+    _fresh: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,38 +149,45 @@ class ServiceProcess(Centre):
         for flag, text in files.items():
             (self.workdir / f"{flag}.yaml").write_text(text)
             self.args += [f"--{flag}", str(self.workdir / f"{flag}.yaml")]
-        self.args += ["--broker", self.mqtt_url, "--redis", self.redis_url]
+        self.args += ["--broker", self.broker.url, "--redis", self.redis_url]
+        self.args += ["--mqtt-credentials", str(self.broker.credentials_path)]
         self.env.update(
-            RC_CLIENT_ID=self.client_id,
             RC_SECRET_KEY="test-secret",
+            RC_METRICS_TOKEN=METRICS_TOKEN,
             RC_SNAPSHOT_S="0.5",
             RC_SWEEP_MS="100",
             NUMBA_CACHE_DIR=str(ROOT / ".cache" / "numba"),
         )
 
+    def start(self) -> None:
+        if not self._fresh:
+            forget_session(self.broker)
+            self._fresh = True
+        super().start()
+
 
 class Publisher:
-    """A device-side MQTT client (QoS 1, waits for the broker's PUBACK)."""
+    """A device-side MQTT client (QoS 1, waits for the broker's PUBACK), on a harness
+    account unless given a device's `account` (username, password)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5,
-            client_id=f"dev-{uuid.uuid4().hex[:8]}",
-        )
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
-        self.client.loop_start()
+    def __init__(self, broker: Mosquitto, account: tuple[str, str] | None = None) -> None:
+        self.client = broker.client(account, inflight=1000)
+        self.reasons: dict[int, ReasonCode] = {}  # PUBACK reason codes by mid
+        self.client.on_publish = lambda _c, _u, mid, reason, _p: self.reasons.__setitem__(mid, reason)
 
-    def raw(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1)
+    def raw(self, topic: str, payload: bytes, retain: bool = False) -> ReasonCode:
+        """The broker's PUBACK reason ("Success", or "Not authorized" for an ACL refusal)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(10)
+        assert info.is_published(), f"no PUBACK for {topic}"
+        return self.reasons.pop(info.mid)
 
     def event(
         self, tenant: str, device: str, event_id: str, type_: str, value: float | None = None, ts_ms: int | None = None
     ) -> None:
         ts = ts_ms if ts_ms is not None else int(time.time() * 1000)
-        self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
+        reason = self.raw(events_topic(tenant, device), encode_event(event_id, type_, ts, value))
+        assert not reason.is_failure, f"the broker refused {event_id}: {reason}"
 
     def burst(self, tenant: str, devices: list[str], n: int, type_: str = "device.heartbeat", tag: str = "") -> None:
         """n QoS 1 events as fast as the broker takes them, waiting for every PUBACK."""
@@ -173,9 +211,24 @@ def metric_sum(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
+class ApiAuth(httpx.Auth):
+    """HTTP Basic for the API, and for /metrics the bearer token Prometheus would send."""
+
+    def __init__(self, username: str, password: str = PASSWORD, metrics_token: str = METRICS_TOKEN) -> None:
+        self.basic = httpx.BasicAuth(username, password)
+        self.metrics_token = metrics_token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.path == "/metrics":
+            request.headers["Authorization"] = f"Bearer {self.metrics_token}"
+            yield request
+        else:
+            yield from self.basic.auth_flow(request)
+
+
 class Api:
     def __init__(self, base_url: str, username: str = "operator") -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, auth=(username, PASSWORD), timeout=10.0)
+        self.client = httpx.AsyncClient(base_url=base_url, auth=ApiAuth(username), timeout=10.0)
 
     async def alarms(self, state: str = "open") -> list[dict[str, Any]]:
         r = await self.client.get("/api/alarms", params={"state": state})

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from responsecentre.web.sessions import end_all_sessions
 from tests.service import PASSWORD, Publisher, ServiceProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -100,6 +102,20 @@ async def test_the_console_shows_a_lost_connection_and_recovers_without_losing_u
     await expect(page.locator("tr.alarm")).to_have_count(1, timeout=5000)
 
 
+async def test_a_console_whose_session_ends_elsewhere_goes_to_the_login_page(
+    browser: Browser, service: ServiceProcess
+) -> None:
+    page = await browser.new_page()
+    await login(page, service.base_url)
+    client = aioredis.Redis.from_url(service.redis_url)
+    try:
+        assert await end_all_sessions(client, "operator") == 1  # as a password change elsewhere does
+    finally:
+        await client.aclose()
+    # The live feed re-checks its session about once a second and closes with 4401.
+    await expect(page).to_have_url(f"{service.base_url}/login?next=/console", timeout=5000)
+
+
 async def test_without_a_login_there_is_no_console_and_no_api(browser: Browser, service: ServiceProcess) -> None:
     page = await browser.new_page()
     response = await page.goto(f"{service.base_url}/api/alarms")
@@ -112,7 +128,12 @@ async def test_the_api_docs_render_from_local_assets_only(browser: Browser, serv
     page = await browser.new_page()
     outside: list[str] = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(service.base_url) else None)
-    await page.goto(f"{service.base_url}/docs")
+    await page.goto(f"{service.base_url}/docs")  # signed-in users only: the login page first
+    await expect(page).to_have_url(f"{service.base_url}/login?next=/docs")
+    await page.fill("input[name=username]", "integrator")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{service.base_url}/docs")
     await expect(page.locator(".swagger-ui .information-container")).to_contain_text("Alarms from welfare technology")
     await expect(page.locator(".opblock-summary-path").first).to_be_visible()
     assert not [u for u in outside if not u.startswith("data:")], outside

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre.servers import free_port
 from tests.service import ROOT, metric_sum
@@ -154,6 +156,43 @@ def demo(data: Path, *args: str, port: int | None = None) -> Iterator[Demo]:
                     os.kill(pid, signal.SIGKILL)
 
 
+def check_printed_mqtt_accounts(text: str, port: int, data: Path) -> None:
+    """The banner's MQTT accounts work as printed: the device's publishes on its own events
+    topic, the integrator logs in over TLS with the printed CA; nobody gets in anonymously."""
+    accounts = dict(re.findall(r"^ +(?:simulator|integrator|handset|device) +(\S+) / (\S+)$", text, re.M))
+    assert {"rc-sim", "integrator/vestby", "handset/vestby/s-n1", "device/vestby/h01-btn"} <= set(accounts), text
+    assert str(data / "mosquitto" / "credentials.json") in text
+    tls = re.search(r"mqtts://127\.0\.0\.1:(\d+) +\(CA certificate (\S+)\)", text)
+    assert tls and Path(tls.group(2)).is_file(), text
+
+    def connack(user: str | None, tls_port: int | None = None) -> str:
+        """The CONNACK's reason; as the device, also the PUBACK's of an event of its own."""
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        answers: list[str] = []
+        client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(str(reason))
+        client.on_publish = lambda _c, _u, _m, reason, _p: answers.append(str(reason))
+        if user is not None:
+            client.username_pw_set(user, accounts[user])
+        if tls_port is not None:
+            client.tls_set(ca_certs=tls.group(2))
+        client.connect("127.0.0.1", tls_port or port)
+        client.loop_start()
+        try:
+            until_sync(lambda: answers, 10, f"a CONNACK for {user}")
+            if user == "device/vestby/h01-btn":
+                payload = b'{"id": "by-hand", "type": "device.heartbeat", "ts": 1795317165120}'
+                client.publish("rc/v1/vestby/devices/h01-btn/events", payload, qos=1)
+                until_sync(lambda: len(answers) == 2, 10, "the PUBACK")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return " ".join(answers)
+
+    assert connack(None) == "Not authorized"
+    assert connack("device/vestby/h01-btn") == "Success Success"
+    assert connack("integrator/vestby", int(tls.group(1))) == "Success"
+
+
 def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     sim = ""
@@ -167,6 +206,7 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
             assert broker and re.search(r"redis://127\.0\.0\.1:\d+", text)
             sim = f"--broker mqtt://127.0.0.1:{broker.group(1)} "
             assert "operator / operator-demo" in text and "mosquitto_pub" in text
+            check_printed_mqtt_accounts(text, int(broker.group(1)), data)
 
             def ready() -> bool:
                 try:
@@ -179,7 +219,9 @@ def test_demo_starts_everything_prints_where_and_ctrl_c_stops_it_all(tmp_path: P
             assert len(r.json()["devices"]) >= 80  # the 20 demo homes
 
             def metrics_with_statuses() -> str | None:  # the simulator's retained statuses
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                token = (data / "metrics-token").read_text().strip()  # the demo made it; its banner shows it
+                auth = {"Authorization": f"Bearer {token}"}
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=auth, timeout=5).text
                 return text if metric_sum(text, "responsecentre_device_statuses_total ") >= 80 else None
 
             metrics = until_sync(metrics_with_statuses, deadline - time.monotonic(), "80 device statuses stored")

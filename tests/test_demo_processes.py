@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from responsecentre.demo import PIDS_FILE, _start_token, stop_leftovers
-from responsecentre.servers import PARENT_DEATH_SIGNAL_SUPPORTED, Mosquitto
+from responsecentre.servers import PARENT_DEATH_SIGNAL_SUPPORTED
+from tests.servers import Mosquitto
 from tests.service import ROOT
 from tests.test_demo import alive, demo, demo_environ, wait_until_gone
 
@@ -141,7 +142,7 @@ def _stops_on_sigterm(sim: subprocess.Popen[str]) -> str:
 def test_the_simulator_stops_on_sigterm_promptly_after_its_broker_died(tmp_path: Path) -> None:
     broker = Mosquitto(workdir=tmp_path / "mosquitto")
     broker.start()
-    sim = _sim(broker.url)
+    sim = _sim(broker.url_for(broker.harness()))
     try:
         assert sim.stdout is not None
         assert " devices -> " in sim.stdout.readline()  # connected (a line, so bounded by the sim's own timeouts)

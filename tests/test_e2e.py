@@ -6,12 +6,9 @@ The test chain `urgent` has two steps of 2 s each and no repeat (tests/service.p
 from __future__ import annotations
 
 import time
-import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 import redis.asyncio as aioredis
-from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.servers import Mosquitto
 from tests.service import Api, Publisher, ServiceProcess
@@ -27,17 +24,11 @@ class Listener:
 
     def __init__(self, mosquitto: Mosquitto, *topics: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5,
-            client_id=f"listen-{uuid.uuid4().hex[:8]}",
-        )
+        self.client = mosquitto.client()  # a harness account: it may read every tenant's topics
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
         self.acked: set[int] = set()  # mids of the SUBACKs received
         self.client.on_subscribe = lambda c, u, mid, *rest: self.acked.add(mid)
-        self.client.connect(mosquitto.host, mosquitto.port)
         self.mids = [self.client.subscribe(t, qos=1)[1] for t in topics]
-        self.client.loop_start()
 
     async def subscribed(self) -> None:
         await until(lambda: set(self.mids) <= self.acked, 5, "the listener's SUBACKs")
@@ -175,9 +166,7 @@ async def test_sigkill_mid_chain_resumes_at_the_right_step_and_time(
             }
         }
     }
-    svc = ServiceProcess(
-        tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=redis_url, chains=chains
-    )
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=mosquitto, redis_url=redis_url, chains=chains)
     svc.start()
     api = Api(svc.base_url)
     try:

@@ -37,10 +37,12 @@ def homes_with(kind: str, home: str):
 
 
 @contextlib.asynccontextmanager
-async def centre(tmp_path: Path, tenant: str, mqtt_url: str, redis: Redis) -> AsyncIterator[tuple[ServiceProcess, Api]]:
+async def centre(
+    tmp_path: Path, tenant: str, broker: Mosquitto, redis: Redis
+) -> AsyncIterator[tuple[ServiceProcess, Api]]:
     """The service on a Redis of the test's own (seeded first), and an API client."""
     await seed(redis.url, tenant)
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mqtt_url, redis_url=redis.url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=broker, redis_url=redis.url)
     svc.start()
     api = Api(svc.base_url)
     try:
@@ -53,7 +55,7 @@ async def centre(tmp_path: Path, tenant: str, mqtt_url: str, redis: Redis) -> As
 async def test_an_event_sent_while_redis_is_down_is_held_by_the_broker_and_raises_its_alarm(
     tmp_path: Path, tenant: str, mosquitto: Mosquitto, own_redis: Redis, publisher: Publisher
 ) -> None:
-    async with centre(tmp_path, tenant, mosquitto.url, own_redis) as (svc, api):
+    async with centre(tmp_path, tenant, mosquitto, own_redis) as (svc, api):
         publisher.event(tenant, "h1-btn", "r-1", "alarm.button")
         await api.wait_for(homes_with("assistance", "h1"), timeout=5)
         own_redis.stop()
@@ -69,12 +71,12 @@ async def test_an_event_sent_while_redis_is_down_is_held_by_the_broker_and_raise
 async def test_a_broker_restart_is_survived(
     tmp_path: Path, tenant: str, own_mosquitto: Mosquitto, redis_url: str
 ) -> None:
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=own_mosquitto.url, redis_url=redis_url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=own_mosquitto, redis_url=redis_url)
     svc.start()
     api = Api(svc.base_url)
     try:
         own_mosquitto.restart()
-        publisher = Publisher(own_mosquitto.host, own_mosquitto.port)
+        publisher = Publisher(own_mosquitto)
         try:
             publisher.event(tenant, "h3-btn", "b-1", "alarm.button")
             await api.wait_for(homes_with("assistance", "h3"), timeout=20)
@@ -92,10 +94,10 @@ async def test_a_backlog_far_larger_than_the_inbox_is_stored_whole(
 ) -> None:
     """A broker with a backlog for our session may send more than our Receive Maximum at
     once; ingest must hold back (flow control), never drop, and never stall."""
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=redis_url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=mosquitto, redis_url=redis_url)
     svc.start()
     n = 40_000
-    second = Publisher(mosquitto.host, mosquitto.port)
+    second = Publisher(mosquitto)
     try:  # two devices' worth of publishers at once, faster than ingest stores
         await asyncio.gather(
             asyncio.to_thread(publisher.burst, tenant, ["h1-btn", "h2-btn"], n // 2, "device.heartbeat", "a"),
@@ -118,7 +120,7 @@ async def test_redis_out_of_memory_stops_acking_shows_on_readyz_and_recovers_by_
 ) -> None:
     admin = aioredis.Redis.from_url(own_redis.url)
     try:
-        async with centre(tmp_path, tenant, mosquitto.url, own_redis) as (svc, api):
+        async with centre(tmp_path, tenant, mosquitto, own_redis) as (svc, api):
             publisher.event(tenant, "h1-btn", "oom-0", "alarm.button")
             await api.wait_for(homes_with("assistance", "h1"), timeout=5)
             # Full: every write is refused (noeviction is the default policy; the centre never
@@ -176,7 +178,7 @@ async def test_redis_disk_full_loses_nothing_and_the_centre_recovers_when_redis_
         redis_server = Redis(workdir=disk / "redis")
         redis_server.start()
         try:
-            async with centre(tmp_path, tenant, mosquitto.url, redis_server) as (svc, api):
+            async with centre(tmp_path, tenant, mosquitto, redis_server) as (svc, api):
                 publisher.event(tenant, "h1-btn", "disk-0", "alarm.button")
                 await api.wait_for(homes_with("assistance", "h1"), timeout=5)
                 filler = fill(disk)

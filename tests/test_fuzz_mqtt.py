@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,11 +24,10 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre.contract import EVENT_TYPES
 from tests.servers import Mosquitto, running
-from tests.service import PASSWORD, ServiceProcess, metric_sum
+from tests.service import ApiAuth, ServiceProcess, metric_sum
 from tests.waiting import until_sync
 
 FUZZ_MESSAGES = 10_000
@@ -136,16 +134,10 @@ class Witness:
         self.markers: set[str] = set()  # ids of the marker events seen (see `marker`)
         self._lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5,
-            client_id=f"w-{uuid.uuid4().hex[:8]}",
-        )
+        self.client = broker.client()  # a harness account: it reads what ingest reads
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.client.connect(broker.host, broker.port)
         self.client.subscribe("rc/v1/+/devices/#", qos=1)
-        self.client.loop_start()
         assert self.subscribed.wait(5)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -204,14 +196,13 @@ def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def test_hostile_messages_never_stop_the_centre_and_each_is_accounted_for(
     tmp_path: Path, tenant: str, own_mosquitto: Mosquitto, redis_url: str
 ) -> None:
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=own_mosquitto.url, redis_url=redis_url)
+    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=own_mosquitto, redis_url=redis_url)
     svc.start()
     witness = Witness(own_mosquitto)
     health = Health(svc.base_url)
-    device = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, client_id="fuzzer")
-    device.max_inflight_messages_set(200)
-    device.connect(own_mosquitto.host, own_mosquitto.port)
-    device.loop_start()
+    # A harness account, not a device's: the fuzz is for ingest, past any ACL (which would
+    # refuse most of these topics at the broker; tests/test_broker_security.py tests that).
+    device = own_mosquitto.client(inflight=200)
     published = {"qos0": 0, "qos1": 0, "refused_by_client": 0}
 
     @seed(20261123)
@@ -247,14 +238,12 @@ def test_hostile_messages_never_stop_the_centre_and_each_is_accounted_for(
         # The payloads past the contract's size: 1 MiB reaches us (oversized), 10 MiB is
         # over the broker's packet limit (it drops the sender); neither may hurt us.
         for size in (1 << 20, 10 << 20):
-            big = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-            big.connect(own_mosquitto.host, own_mosquitto.port)
-            big.loop_start()
+            big = own_mosquitto.client()
             big.publish(f"rc/v1/{tenant}/devices/h1-btn/events", b"{" + b" " * size + b"}", qos=1).wait_for_publish(10)
             big.disconnect()
             big.loop_stop()
 
-        with httpx.Client(base_url=svc.base_url, auth=("operator", PASSWORD), timeout=5.0) as api:
+        with httpx.Client(base_url=svc.base_url, auth=ApiAuth("operator"), timeout=5.0) as api:
 
             def marker(event_id: str) -> float:
                 """Send a good button press after everything else from this connection; the

@@ -8,6 +8,7 @@ not only 404. Derandomized and bounded so it costs the same, and finds the same,
 from __future__ import annotations
 
 import asyncio
+import json
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from responsecentre.web.app import create_app
+from responsecentre.web.app import AppContext, create_app
+from responsecentre.web.throttle import LoginLimits, Throttle
 from tests.servers import Redis
 from tests.service import PASSWORD
 from tests.test_http_edges import ROLES, TENANT, make_context, prepare
@@ -32,24 +34,41 @@ def seeded(redis_server: Redis) -> Iterator[list[str]]:
 
 class Deferred:
     """The app under test, bound once Redis is up. schemathesis reads the document when
-    this module is imported, before any fixture; serving /openapi.json needs no Redis, so
-    an app on an unconnected client answers it until `app_on_redis` binds the real one."""
+    this module is imported, before any fixture; building the document needs no Redis, so
+    an app on an unconnected client gives it until `app_on_redis` binds the real one."""
 
     def __init__(self) -> None:
-        self.app = create_app(make_context("redis://127.0.0.1:1/0"))
+        self.app = create_app(contract_context("redis://127.0.0.1:1/0"))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
 
+def contract_context(redis_url: str) -> AppContext:
+    """The test app, with sign-in limits out of reach: the run sends thousands of requests
+    with wrong credentials on purpose (and a random current password to /api/me/password),
+    and a throttled user would answer 429 to everything after, testing nothing."""
+    return replace_limits(make_context(redis_url), LoginLimits(10**9, 10**9, 10**9))
+
+
+def replace_limits(ctx: AppContext, limits: LoginLimits) -> AppContext:
+    ctx.login_limits = limits
+    ctx.throttle = Throttle(ctx.redis, limits)
+    return ctx
+
+
 APP = Deferred()
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# /openapi.json is for signed-in users, and the app has no Redis (so no users) yet: the
+# document comes from the app itself, as the route would serve it (JSON round trip).
+schema = schemathesis.openapi.from_dict(json.loads(json.dumps(APP.app.openapi())))
+schema.app = APP
+schema.location = "/openapi.json"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def app_on_redis(redis_server: Redis, seeded: list[str]) -> None:
     # The app's Redis client connects lazily, on schemathesis' own event-loop thread.
-    APP.app = create_app(make_context(redis_server.url))
+    APP.app = create_app(contract_context(redis_server.url))
 
 
 def real_ids(case: Any, alarm_ids: list[str]) -> Any:

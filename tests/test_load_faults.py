@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 import redis.asyncio as aioredis
-from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre.contract import encode_event, events_topic
 from tests.conftest import seed
@@ -40,14 +37,8 @@ class Device:
         self.tenant = tenant
         self.acked = 0
         self.resent = 0
-        self.client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5,
-            client_id=f"d-{uuid.uuid4().hex[:8]}",
-        )
+        self.client = broker.client()  # a harness account: it publishes for several devices
         self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _send(self, i: int) -> None:
@@ -95,7 +86,7 @@ async def test_a_fault_under_load_loses_nothing_and_applies_nothing_twice(
 ) -> None:
     with running(Mosquitto, tmp_path / "mosquitto") as broker, running(Redis, tmp_path / "redis") as redis_server:
         await seed(redis_server.url, tenant)
-        svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=broker.url, redis_url=redis_server.url)
+        svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "svc", broker=broker, redis_url=redis_server.url)
         svc.start()
         api = Api(svc.base_url)
         device = Device(broker, tenant)

@@ -89,7 +89,8 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
     from responsecentre.ingest.mqtt import BrokerLink
     from responsecentre.ingest.pipeline import Ingest
     from responsecentre.metrics import Metrics
-    from tests.service import homes_doc, staff_doc
+    from responsecentre.service import mqtt_accounts
+    from tests.service import forget_session, homes_doc, staff_doc
 
     (tmp_path / "homes.yaml").write_text(yaml.safe_dump(homes_doc(tenant)))
     (tmp_path / "staff.yaml").write_text(yaml.safe_dump(staff_doc(tenant)))
@@ -102,10 +103,12 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
             return real.device(t, device_id)
 
     directory = Buggy(**{f.name: getattr(real, f.name) for f in dataclasses.fields(real)})
-    settings = Settings(mqtt_url=mosquitto.url, redis_url=redis_url, client_id=f"poison-{tenant}")
+    settings = Settings(mqtt_url=mosquitto.url, redis_url=redis_url, mqtt_credentials=mosquitto.credentials_path)
+    ingest_url, _ = mqtt_accounts(settings)  # the centre's real account and ACL
+    forget_session(mosquitto)  # nothing left over from earlier tests in the rc-ingest session
     metrics, faults = Metrics(), Faults()
     redis = aioredis.Redis.from_url(redis_url)
-    link = BrokerLink(settings.mqtt, settings.client_id, 60, metrics)
+    link = BrokerLink(ingest_url, settings.client_id, 60, metrics)
     ingest = Ingest(link, EventLog(redis), directory, metrics, settings, faults)
     link.start()
     task = asyncio.create_task(ingest.run())
@@ -127,7 +130,7 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
     # Acked: the same session, connected again, gets nothing back. The broker sends a
     # session's queued messages before new ones, so the first to arrive after a marker is
     # published must be the marker itself.
-    link2 = BrokerLink(settings.mqtt, settings.client_id, 60, Metrics())
+    link2 = BrokerLink(ingest_url, settings.client_id, 60, Metrics())
     link2.start()
     try:
         await asyncio.wait_for(link2.subscribed.wait(), 10)

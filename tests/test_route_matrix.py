@@ -55,14 +55,14 @@ ACTORS = frozenset({OPERATOR, NURSE, ADMIN})
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): Rule(anonymous=307),
     ("GET", "/console"): Rule(anonymous=303),
-    ("GET", "/docs"): PUBLIC,
-    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): Rule(anonymous=303),  # to /login?next=/docs
+    ("GET", "/openapi.json"): Rule(),
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): Rule(anonymous=303, form={"username": "nobody", "password": "wrong-password"}),
     ("POST", "/logout"): Rule(anonymous=303),
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): Rule(anonymous=503),  # no readiness checks wired in-process: Redis only -> 200
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/metrics"): Rule(anonymous=403, roles=frozenset()),  # no RC_METRICS_TOKEN here: closed to all
     ("GET", "/static"): PUBLIC,
     ("GET", "/docs-assets"): PUBLIC,
     ("GET", "/api/me"): Rule(),
@@ -76,8 +76,24 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/homes/{tenant}/{home_id}"): Rule(roles=RESIDENT_READERS),
     ("GET", "/api/events/{tenant}"): Rule(roles=frozenset({OPERATOR, ADMIN, INTEGRATOR})),
     ("GET", "/api/dead-letters"): Rule(roles=frozenset({ADMIN, INTEGRATOR}), tenant_query="tenant"),
+    ("POST", "/api/me/password"): Rule(body={"current_password": PASSWORD, "new_password": PASSWORD}),
+    # {username} is a user of the tenant alone who plays no role here (`Matrix.path`); the
+    # user's deletion is the users router's last route, so nothing after it needs her.
+    ("GET", "/api/users"): Rule(roles=frozenset({ADMIN})),
+    ("POST", "/api/users"): Rule(
+        roles=frozenset({ADMIN}),
+        body={"username": "made-here", "password": "a long new password", "role": "operator", "tenants": []},
+    ),
+    ("PUT", "/api/users/{username}/password"): Rule(roles=frozenset({ADMIN}), body={"password": PASSWORD}),
+    ("POST", "/api/users/{username}/unlock"): Rule(roles=frozenset({ADMIN})),
+    ("POST", "/api/users/{username}/tokens"): Rule(roles=frozenset({ADMIN}), body={"label": "matrix"}),
+    ("GET", "/api/users/{username}/tokens"): Rule(roles=frozenset({ADMIN})),
+    ("DELETE", "/api/users/{username}/tokens/{token_id}"): Rule(roles=frozenset({ADMIN})),
+    ("DELETE", "/api/users/{username}"): Rule(roles=frozenset({ADMIN})),
     ("WS", "/ws"): Rule(),
 }
+# A user of each tenant alone, in no role of PLAYERS: the users routes' {username}.
+MANAGED = {"a": "nurse-south-a", "b": "nurse-north-b"}
 
 
 def served(app: FastAPI) -> Iterator[tuple[str, str, BaseRoute]]:
@@ -107,10 +123,18 @@ class Matrix:
     seeded: tenancy.Seeded
     http: httpx.AsyncClient
     app: FastAPI
+    tokens: dict[str, str] = field(default_factory=dict)  # tenant -> id of a token of MANAGED's user
 
     def path(self, template: str, tenant: str) -> str:
         """The route's path with tenant `tenant`'s ids filled in."""
-        ids = {"tenant": tenant, "home_id": "h1", "alarm_id": self.seeded.alarms[(tenant, "h1")]}
+        which = "a" if tenant == self.seeded.a else "b"
+        ids = {
+            "tenant": tenant,
+            "home_id": "h1",
+            "alarm_id": self.seeded.alarms[(tenant, "h1")],
+            "username": MANAGED[which],
+            "token_id": self.tokens[tenant],
+        }
         path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
         return path + MOUNTED_FILE.get(template, "")
 
@@ -133,8 +157,12 @@ async def matrix(redis_server: Redis) -> AsyncIterator[Matrix]:
     seeded = await tenancy.seed(redis_server.url)
     app = create_app(seeded.ctx)
     transport = httpx.ASGITransport(app=app)
+    tokens = {}
+    for tenant, which in ((seeded.a, "a"), (seeded.b, "b")):
+        _, info = await seeded.ctx.tokens.create(MANAGED[which], "matrix", 0)
+        tokens[tenant] = info.id
     async with httpx.AsyncClient(transport=transport, base_url="http://rc", follow_redirects=False) as http:
-        yield Matrix(seeded, http, app)
+        yield Matrix(seeded, http, app, tokens)
     await seeded.ctx.redis.aclose()
 
 

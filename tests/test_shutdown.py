@@ -71,7 +71,7 @@ async def test_stops_in_time_while_redis_hangs(
     """Redis stopped mid-conversation (SIGSTOP: connections open, no answers) is the
     worst case for a loop blocked in a read."""
     await seed(own_redis.url, tenant)
-    svc = LiveService(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
+    svc = LiveService(tenant=tenant, workdir=tmp_path / "svc", broker=mosquitto, redis_url=own_redis.url)
     svc.start()
     assert own_redis.proc is not None
     os.kill(own_redis.proc.pid, signal.SIGSTOP)
@@ -98,7 +98,7 @@ async def test_stops_in_time_during_replay(tmp_path: Path, tenant: str, mosquitt
                 await pipe.execute()
     finally:
         await client.aclose()
-    svc = LiveService(tenant=tenant, workdir=tmp_path / "svc", mqtt_url=mosquitto.url, redis_url=own_redis.url)
+    svc = LiveService(tenant=tenant, workdir=tmp_path / "svc", broker=mosquitto, redis_url=own_redis.url)
     svc.start()
     try:
         assert svc.readyz() == 503, "the replay was over before the test could stop it"

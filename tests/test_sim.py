@@ -14,7 +14,6 @@ from collections import Counter, defaultdict
 import msgspec
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from responsecentre import contract
 from responsecentre.contract import decode_event
@@ -28,6 +27,7 @@ from responsecentre.sim.homes import (
 )
 from responsecentre.sim.mqtt import main, parse_broker_url, run_simulator, sentinel_topic
 from responsecentre.sim.simulator import Publish, Simulator
+from tests.servers import Mosquitto
 from tests.waiting import until_sync
 
 START = 1_795_000_000_000  # 2026-11-18, a fixed start so runs compare
@@ -249,23 +249,18 @@ def test_parse_broker_url() -> None:
 # -- the MQTT shell against a real broker -------------------------------------------------
 
 
-def subscriber(host: str, port: int, tenant: str) -> tuple[mqtt.Client, list[tuple[str, bytes]]]:
+def subscriber(broker: Mosquitto, tenant: str) -> tuple[mqtt.Client, list[tuple[str, bytes]]]:
     received: list[tuple[str, bytes]] = []
     subscribed = threading.Event()
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-
-    def on_connect(c: mqtt.Client, *_: object) -> None:
-        c.subscribe(contract.EVENTS_SUBSCRIPTION, qos=1)
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if contract.parse_events_topic(msg.topic).tenant == tenant:  # the broker is shared
             received.append((msg.topic, msg.payload))
 
-    client.on_connect = on_connect
+    client = broker.client()
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = on_message
-    client.connect(host, port)
-    client.loop_start()
+    client.subscribe(contract.EVENTS_SUBSCRIPTION, qos=1)
     if not subscribed.wait(10):
         client.loop_stop()
         raise AssertionError("subscriber got no SUBACK within 10 s")
@@ -280,12 +275,12 @@ def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-de
 
 def test_shell_publishes_to_a_real_broker(mosquitto, tenant: str, homes: tuple[SimHome, ...]) -> None:  # type: ignore[no-untyped-def]
     sim_homes = with_tenant(homes[:3], tenant)
-    client, received = subscriber(mosquitto.host, mosquitto.port, tenant)
+    client, received = subscriber(mosquitto, tenant)
     lines: list[str] = []
     try:
         began = time.monotonic()
         stats = run_simulator(
-            mosquitto.url,
+            mosquitto.url_for(mosquitto.harness()),  # the test's own tenant: no rc-sim grant covers it
             sim_homes,
             42,
             600.0,
@@ -316,11 +311,10 @@ def test_shell_status_is_retained_and_sentinel_goes_offline(mosquitto, tenant: s
     sim_homes = with_tenant(homes[:1], tenant)
     stop = threading.Event()
     stop.set()  # one step, then stop
-    run_simulator(mosquitto.url, sim_homes, 1, 1.0, None, 2.0, stop, log=lambda _: None)
+    run_simulator(mosquitto.url, sim_homes, 1, 1.0, None, 2.0, stop, log=lambda _: None, account=mosquitto.harness())
     # A later subscriber gets the retained statuses.
     got: dict[str, dict[str, object]] = {}
     done = threading.Event()
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     wanted = {contract.status_topic(tenant, d.device_id) for d in sim_homes[0].devices}
     wanted.add(sentinel_topic(tenant))
 
@@ -329,12 +323,9 @@ def test_shell_status_is_retained_and_sentinel_goes_offline(mosquitto, tenant: s
         if wanted <= set(got):
             done.set()
 
-    client.on_connect = lambda c, *_: c.subscribe(
-        [(f"{contract.PREFIX}/{tenant}/devices/+/status", 1), (sentinel_topic(tenant), 1)]
-    )
+    client = mosquitto.client()
     client.on_message = on_message
-    client.connect(mosquitto.host, mosquitto.port)
-    client.loop_start()
+    client.subscribe([(f"{contract.PREFIX}/{tenant}/devices/+/status", 1), (sentinel_topic(tenant), 1)])
     try:
         assert done.wait(10), sorted(got)
     finally:
@@ -351,7 +342,7 @@ def test_main_runs_the_cli(mosquitto, capsys: pytest.CaptureFixture[str]) -> Non
             "--homes",
             "2",
             "--broker",
-            mosquitto.url,
+            mosquitto.url_for(mosquitto.harness()),  # user:password@ in the URL
             "--seed",
             "3",
             "--speed",
@@ -365,6 +356,18 @@ def test_main_runs_the_cli(mosquitto, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert code == 0
     assert "2 homes" in out and "done after" in out
+
+
+def test_main_reports_a_refused_login(mosquitto, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--homes", "1", "--broker", mosquitto.url, "--duration", "1"]) == 1  # anonymous
+    assert "refused the connection: Not authorized" in capsys.readouterr().err
+    (tmp_path / "credentials.json").write_text('{"rc-sim": "not-its-password"}')
+    args = ["--homes", "1", "--broker", mosquitto.url, "--credentials", str(tmp_path / "credentials.json")]
+    assert main([*args, "--duration", "1"]) == 1
+    assert "refused the connection: Not authorized" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--homes", "1", "--credentials", str(tmp_path / "nothing.json")])
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_main_reports_an_unreachable_broker(capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from responsecentre.clock import Clock, system_clock
 from responsecentre.contract import alarm_topic, page_topic
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
-from responsecentre.ingest.mqtt import BrokerLink
+from responsecentre.ingest.mqtt import PublishLink
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, OUTBOX_GROUP, PARKED_MAXLEN, Keys
 
@@ -43,15 +43,16 @@ class Notifier(Protocol):
 
 
 class MqttPager:
-    """A page to a nurse's handset: rc/v1/{tenant}/staff/{staff_id}/pages (no resident data)."""
+    """A page to a nurse's handset: rc/v1/{tenant}/staff/{staff_id}/pages (no resident data).
+    Done once the broker acked it (`PublishLink.publish` raises otherwise)."""
 
     channel = "mqtt"
 
-    def __init__(self, link: BrokerLink) -> None:
+    def __init__(self, link: PublishLink) -> None:
         self.link = link
 
     async def send(self, entry: dict[str, str]) -> None:
-        self.link.publish(page_topic(entry["tenant"], entry["staff"]), entry["body"].encode(), qos=1)
+        await self.link.publish(page_topic(entry["tenant"], entry["staff"]), entry["body"].encode(), qos=1)
 
 
 class IntegrationPublisher:
@@ -59,11 +60,11 @@ class IntegrationPublisher:
 
     channel = "integration"
 
-    def __init__(self, link: BrokerLink) -> None:
+    def __init__(self, link: PublishLink) -> None:
         self.link = link
 
     async def send(self, entry: dict[str, str]) -> None:
-        self.link.publish(alarm_topic(entry["tenant"], entry["alarm"]), entry["body"].encode(), qos=1)
+        await self.link.publish(alarm_topic(entry["tenant"], entry["alarm"]), entry["body"].encode(), qos=1)
 
 
 async def ensure_group(redis: aioredis.Redis, keys: Keys = KEYS) -> None:

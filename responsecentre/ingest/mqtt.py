@@ -5,9 +5,17 @@ only after the event is stored in Redis, so we use paho's `manual_ack` directly.
 network thread puts messages on an asyncio queue; acks and publishes are thread-safe
 calls back into paho.
 
-The session is persistent (clean_start=False, a long session expiry, a fixed client id):
-whatever arrives while the service is down waits in the broker and is redelivered, and
-every message received but not acked before a crash is sent again.
+The session is persistent (clean_start=False, a long session expiry, a fixed client id;
+on our broker config the session is the account's, `rc-ingest`): whatever arrives while
+the service is down waits in the broker and is redelivered, and every message received but
+not acked before a crash is sent again.
+
+The centre publishes (pages, alarm states) on a connection of its own, `PublishLink`, with
+an account of its own (`rc-notifier`): the broker's ACL lets the ingest account only read
+device topics and the notifier account only write the centre's, so neither can be used for
+the other's job (see responsecentre/broker.py). With the broker's
+`use_username_as_clientid`, one account is one session: two connections on one account
+would throw each other off, which is one more reason for two.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from responsecentre.clock import Clock, system_clock
 from responsecentre.config import MqttUrl
@@ -30,6 +39,26 @@ from responsecentre.metrics import Metrics
 log = logging.getLogger(__name__)
 
 RECEIVE_MAXIMUM = 1000  # unacked messages the broker may have in flight to us
+PUBACK_TIMEOUT_S = 5.0  # a publish not acked by then counts as failed (the outbox retries)
+
+
+def new_client(url: MqttUrl, client_id: str, manual_ack: bool = False) -> mqtt.Client:
+    """A paho MQTT v5 client that logs in as the URL's account and reconnects by itself."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if url.username:
+        client.username_pw_set(url.username, url.password)
+    if url.tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    # A bug in a callback is logged by paho and the network thread goes on; the default
+    # re-raises it there, which would silently end the connection's work.
+    client.suppress_exceptions = True
+    return client
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,26 +92,13 @@ class BrokerLink:
         self._loop = asyncio.get_running_loop()
         self._generation = 0
         self._stopping = False
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if url.username:
-            self._client.username_pw_set(url.username, url.password)
-        if url.tls:
-            self._client.tls_set()
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client = new_client(url, client_id, manual_ack=True)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(100_000)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        # A bug in a callback is logged by paho and the network thread goes on; the
-        # default re-raises it there, which would silently end all ingest.
-        self._client.suppress_exceptions = True
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,5 +178,72 @@ class BrokerLink:
         if item.qos > 0 and item.generation == self._generation:
             self._client.ack(item.mid, item.qos)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+
+class PublishLink:
+    """The centre's publishing connection (pages, alarm states), as account `rc-notifier`.
+
+    `publish` returns once the broker has acked the message (QoS 1) and raises otherwise:
+    on a dead link, when the broker refuses it (a PUBACK reason code such as "not
+    authorized": an ACL that does not fit), or when no ack comes within PUBACK_TIMEOUT_S.
+    The outbox then keeps the entry and tries again, so a page is never counted delivered
+    before the broker has it. paho reconnects by itself; a message in flight when the link
+    dropped is resent by paho, and may arrive twice (pages are at least once)."""
+
+    def __init__(self, url: MqttUrl, client_id: str) -> None:
+        self.url = url
+        self.connected = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._waiting: dict[int, asyncio.Future[ReasonCode]] = {}
+        self._client = new_client(url, client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0  # nothing to resume: the outbox is the queue
+        self._client.connect_async(self.url.host, self.url.port, keepalive=15, clean_start=True, properties=props)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the notifier's connection: %s", reason)
+            return
+        self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
+        self._loop.call_soon_threadsafe(self.connected.clear)
+        log.warning("notifier disconnected from the broker (%s); paho reconnects", reason)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: object) -> None:
+        self._loop.call_soon_threadsafe(self._settle, mid, reason)
+
+    def _settle(self, mid: int, reason: ReasonCode) -> None:
+        # In the event loop, like `publish`: a future is always registered before its
+        # PUBACK can be settled here.
+        future = self._waiting.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(reason)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        if not self.connected.is_set():
+            raise ConnectionError("the notifier is not connected to the broker")
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish on {topic} failed: {mqtt.error_string(info.rc)}")
+        if qos == 0:
+            return
+        future: asyncio.Future[ReasonCode] = self._loop.create_future()
+        self._waiting[info.mid] = future
+        try:
+            reason = await asyncio.wait_for(future, PUBACK_TIMEOUT_S)
+        finally:
+            self._waiting.pop(info.mid, None)
+        if reason.is_failure:
+            raise PermissionError(f"the broker refused a publish on {topic}: {reason}")

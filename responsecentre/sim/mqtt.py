@@ -15,13 +15,19 @@ acks that no broker will send would hold the demo's shutdown (or be killed witho
 offline status). So the first connect runs in a thread of its own that a stop abandons, and
 the final wait for acks is skipped when nobody is connected to send them.
 
-    responsecentre sim --homes 5 --broker mqtt://127.0.0.1:1883 --speed 60 --duration 120
+    responsecentre sim --homes 5 --broker mqtt://127.0.0.1:1883 --credentials DIR/credentials.json
+
+It logs in as `rc-sim` (the account `responsecentre broker config --simulator` makes, whose
+ACL allows exactly what the simulator publishes), from `--credentials` or from the URL's
+`user:password@`. With that broker config the client id is the username: two simulators
+on one account throw each other off, so run one per broker.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import secrets
 import signal
 import sys
@@ -39,6 +45,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from responsecentre import contract
+from responsecentre.broker import SIMULATOR, load_credentials
 from responsecentre.sim.homes import SimHome, default_homes_path, load_homes
 from responsecentre.sim.simulator import Simulator, format_ts, status_payload
 
@@ -89,6 +96,17 @@ def parse_broker_url(url: str) -> BrokerAddress:
     )
 
 
+def _sim_password(path: Path) -> str:
+    if not path.is_file():
+        raise ValueError(f"credentials file {path} does not exist")
+    try:
+        return load_credentials(path)[SIMULATOR]
+    except KeyError:
+        raise ValueError(f"{path} has no {SIMULATOR} account (make it with `broker config --simulator`)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
 @dataclass
 class RunStats:
     """What a run sent: events by type, statuses, and how many the broker acknowledged."""
@@ -98,6 +116,7 @@ class RunStats:
     published: int = 0
     acked: int = 0
     failed: int = 0  # publish calls paho refused outright (queue full, bad topic, ...)
+    refused: int = 0  # acked with a failure reason: the broker's ACL does not allow the topic
     elapsed_s: float = 0.0
     sim_ms: int = 0  # sim time reached, epoch ms
 
@@ -122,11 +141,13 @@ def run_simulator(
     start_ms: int | None = None,
     report_every_s: float = REPORT_EVERY_S,
     log: Callable[[str], None] | None = None,
+    account: tuple[str, str] | None = None,
 ) -> RunStats:
     """Publish the simulated homes' traffic until `duration_s` (wall seconds) has passed or
     `stop_event` is set; then wait (bounded) for the broker's acks and disconnect.
 
-    `start_ms` pins the sim clock's start (default: now). Raises ConnectionError when the
+    `start_ms` pins the sim clock's start (default: now); `account` (username, password)
+    overrides the URL's user. Raises ConnectionError when the
     broker cannot be reached. A `stop_event` set while connecting ends the run at once; one
     set before the call runs one step (connect, first statuses) and stops.
     """
@@ -155,7 +176,9 @@ def run_simulator(
         client_id=f"rc-sim-{seed}-{secrets.token_hex(4)}",
         protocol=mqtt.MQTTv5,
     )
-    if address.username is not None:
+    if account is not None:
+        client.username_pw_set(*account)
+    elif address.username is not None:
         client.username_pw_set(address.username, address.password)
     if address.tls:
         client.tls_set()
@@ -181,9 +204,11 @@ def run_simulator(
             say(f"sim: disconnected from the broker ({reason}); reconnecting")
         connected.clear()
 
-    def on_publish(_c: mqtt.Client, _u: object, _mid: int, _reason: object, _p: object) -> None:
+    def on_publish(_c: mqtt.Client, _u: object, _mid: int, reason: object, _p: object) -> None:
         with lock:
             stats.acked += 1
+            if getattr(reason, "is_failure", False):
+                stats.refused += 1
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
@@ -289,6 +314,7 @@ def run_simulator(
             f"{stats.events} events, {stats.statuses} statuses"
             + (f", {unacked} NOT acknowledged by the broker" if unacked > 0 else "")
             + (f", {stats.failed} refused by the client" if stats.failed else "")
+            + (f", {stats.refused} refused by the broker (not authorized?)" if stats.refused else "")
             + f"; by type: {_format_counts(stats.events_by_type)}"
         )
         return stats
@@ -315,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--broker",
         default="mqtt://127.0.0.1:1883",
         help="broker URL, mqtt://host:port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"credentials.json of `responsecentre broker config --simulator`: log in as {SIMULATOR}",
     )
     parser.add_argument(
         "--seed",
@@ -377,8 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--duration cannot be negative")
     if args.homes is not None and args.homes < 1:
         parser.error("--homes must be at least 1")
+    account = None
     try:
         parse_broker_url(args.broker)
+        if args.credentials is not None:
+            account = (SIMULATOR, _sim_password(args.credentials))
         homes = load_homes(args.homes_file, args.catalog, args.homes)
         start_ms = None
         if args.start is not None:
@@ -403,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.rate,
             stop,
             start_ms=start_ms,
+            account=account,
         )
     except ConnectionError as exc:
         print(f"sim: {exc}", file=sys.stderr, flush=True)

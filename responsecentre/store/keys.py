@@ -87,6 +87,32 @@ class Keys:
         """Stream: every login, every view of resident data, every action."""
         return f"{self.prefix}:audit"
 
+    def session(self, session_id: str) -> str:
+        """Hash with an idle TTL: one console session (username, csrf, created, expires).
+        `session_id` is sha256 of the cookie, so a copy of Redis holds no usable cookie."""
+        return f"{self.prefix}:session:{session_id}"
+
+    def user_sessions(self, username: str) -> str:
+        """Sorted set: the user's session ids, scored by when each expires at the latest;
+        logout removes one, a password change or deletion all of them."""
+        return f"{self.prefix}:user:{username}:sessions"
+
+    def api_token(self, token_id: str) -> str:
+        """Hash: one API token (username, label, sha256 of its secret, created, last used)."""
+        return f"{self.prefix}:token:{token_id}"
+
+    def user_tokens(self, username: str) -> str:
+        """Set: the ids of the user's API tokens."""
+        return f"{self.prefix}:user:{username}:tokens"
+
+    def login_failures_user(self, username: str) -> str:
+        """Hash with a TTL: failed sign-ins for this attempted username (n, last, locked)."""
+        return f"{self.prefix}:login-failures:user:{username}"
+
+    def login_failures_address(self, address: str) -> str:
+        """Hash with a TTL: failed sign-ins from this client address (n, last)."""
+        return f"{self.prefix}:login-failures:address:{address}"
+
     def staff_alarms(self, tenant: str, staff_id: str) -> str:
         """Sorted set: ids of the alarms paged to a staff member, scored by when first paged;
         a nurse sees and acts on these (web/scope.py)."""

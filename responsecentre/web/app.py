@@ -2,7 +2,8 @@
 
 The routes live in a module per concept (alarms, devices, session, health, feed, pages);
 this module puts them together with what applies to every request: the body cap, the
-error shapes and the security the API document declares. OpenAPI is served at /docs.
+error shapes and the security the API document declares. OpenAPI is served at /docs
+and /openapi.json, to signed-in users only (pages.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from fastapi.staticfiles import StaticFiles
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from responsecentre.web import alarms, devices, events, feed, health, pages, session
-from responsecentre.web.auth import CSRF_HEADER, SESSION_COOKIE, Sessions
+from responsecentre.web import alarms, devices, events, feed, health, pages, session, users
+from responsecentre.web.auth import CSRF_HEADER, SESSION_COOKIE
 from responsecentre.web.context import AppContext
 from responsecentre.web.pages import STATIC
+from responsecentre.web.passwords import PasswordChecksBusy
 
 __all__ = ["MAX_BODY_BYTES", "AppContext", "BodyLimit", "create_app"]
 
@@ -40,7 +43,16 @@ CLEARER_MESSAGES = {
 }
 
 SECURITY_SCHEMES = {
-    "basic": {"type": "http", "scheme": "basic", "description": "API clients: username and password"},
+    "token": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "API clients: a token `rct_...` an admin made for the user (POST /api/users/{username}/tokens)",
+    },
+    "basic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Username and password; each request costs a password check, so prefer a token",
+    },
     "session": {
         "type": "apiKey",
         "in": "cookie",
@@ -142,18 +154,27 @@ async def single_valued_query(conn: HTTPConnection) -> None:
         )
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route on this path takes, for a 405's Allow header."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         title="responsecentre",
         version="0.1.0",
         description="Alarms from welfare technology, escalated until someone acts.",
         docs_url=None,  # served by pages.py from local assets: the centre works offline
+        openapi_url=None,  # served by pages.py too, to signed-in users only
         redoc_url=None,
         dependencies=[Depends(single_valued_query)],
     )
     app.state.ctx = ctx
-    app.state.users = ctx.users
-    app.state.sessions = Sessions(ctx.secret_key)
 
     @app.exception_handler(RedisError)
     async def storage_unavailable(request: Request, exc: RedisError) -> JSONResponse:
@@ -162,11 +183,23 @@ def create_app(ctx: AppContext) -> FastAPI:
             {"detail": "alarm storage is unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
         )
 
+    @app.exception_handler(PasswordChecksBusy)
+    async def passwords_busy(request: Request, exc: PasswordChecksBusy) -> JSONResponse:
+        """Hashing a new password found the argon2 queue full (web/passwords.py): retry shortly."""
+        return JSONResponse(
+            {"detail": f"{exc}; try again in {exc.retry_after_s} s"},
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
             # FastAPI's "There was an error parsing the body" does not say what to fix.
             exc = HTTPException(400, "the body must be JSON encoded as UTF-8")
+        if exc.status_code == 405:
+            # Starlette names only the first route on the path; GET and POST /api/users are two.
+            exc = HTTPException(405, exc.detail, headers={"Allow": allowed_methods(request)})
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -176,7 +209,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
-    for module in (pages, session, health, alarms, devices, events, feed):
+    for module in (pages, session, health, alarms, devices, events, users, feed):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

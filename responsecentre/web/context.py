@@ -19,6 +19,9 @@ from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
 from responsecentre.store.records import AUDIT_MAXLEN, audit_record
 from responsecentre.web.auth import Principal, Users
+from responsecentre.web.sessions import SESSION_IDLE_S, SessionStore
+from responsecentre.web.throttle import LoginLimits, Throttle
+from responsecentre.web.tokens import TokenStore
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 
@@ -30,13 +33,26 @@ class AppContext:
     directory: Directory
     metrics: Metrics
     users: Users
-    secret_key: str
+    secret_key: str  # no longer signs anything (sessions live in Redis); kept for callers
     secure_cookies: bool = False
     # Each returns (ok, why); `why` starts with the dependency's name ("broker: not connected")
     # so /readyz can say which dependency holds readiness back.
     ready_checks: list[ReadyCheck] = field(default_factory=list)
     # The service's one clock (see clock.py): every time the API writes comes from it.
     clock: Clock = system_clock
+    # /metrics wants `Authorization: Bearer <this>`; empty: /metrics answers 403 (set RC_METRICS_TOKEN).
+    metrics_token: str = ""
+    login_limits: LoginLimits = field(default_factory=LoginLimits)
+    session_idle_s: int = SESSION_IDLE_S
+    # Built from the above (web/throttle.py, sessions.py, tokens.py).
+    throttle: Throttle = field(init=False)
+    sessions: SessionStore = field(init=False)
+    tokens: TokenStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = Throttle(self.redis, self.login_limits)
+        self.sessions = SessionStore(self.redis, self.session_idle_s, clock=lambda: self.clock())
+        self.tokens = TokenStore(self.redis)
 
 
 def context(conn: HTTPConnection) -> AppContext:

@@ -29,6 +29,7 @@ from responsecentre.store.records import feed_alarm_json
 from responsecentre.web import scope
 from responsecentre.web.auth import Principal, Role, authenticate
 from responsecentre.web.context import AppContext, context
+from responsecentre.web.sessions import still_signed_in
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class FeedFilter:
 
 async def _pump(websocket: WebSocket, ctx: AppContext, allowed: FeedFilter, position: str) -> None:
     while True:
+        await still_signed_in(websocket)  # logged out, expired, revoked: close 4401 (about once a second)
         reply = await ctx.redis.xread({KEYS.feed(): position}, count=FEED_BATCH, block=FEED_BLOCK_MS)
         for _, entries in reply or []:
             for entry_id, fields in entries:

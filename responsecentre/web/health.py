@@ -2,16 +2,22 @@
 
 /healthz only says the event loop answers (restart me if not); /readyz says whether to send
 traffic here, and names each dependency that says no, so whoever is paged at night reads
-"broker: not connected" in the probe's output instead of guessing.
+"broker: not connected" in the probe's output instead of guessing. Neither says more
+than that, so both stay open.
+
+/metrics tells a great deal (alarm rates per tenant, sign-in failures, what is failing),
+so it wants `Authorization: Bearer <RC_METRICS_TOKEN>`, a secret for the scraper only;
+with no token configured it is closed (403) rather than open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -71,7 +77,19 @@ async def readyz(ctx: Ctx) -> Any:
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
+def check_metrics_token(request: Request, ctx: AppContext) -> None:
+    """401 without the right bearer token (compared in constant time), 403 when none is set."""
+    if not ctx.metrics_token:
+        raise HTTPException(403, "/metrics is closed: set RC_METRICS_TOKEN and give Prometheus the same bearer token")
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), ctx.metrics_token.encode()):
+        raise HTTPException(
+            401, "/metrics wants Authorization: Bearer <RC_METRICS_TOKEN>", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics(ctx: Ctx) -> Response:
+async def metrics(request: Request, ctx: Ctx) -> Response:
+    check_metrics_token(request, ctx)
     ctx.metrics.open_alarms.set(await ctx.desk.count_open())
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

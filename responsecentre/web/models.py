@@ -9,7 +9,7 @@ alarm view and the document fails loudly in the tests rather than in an integrat
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -184,13 +184,90 @@ def problem(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description}
 
 
-UNAUTHENTICATED = {401: problem("No or wrong credentials (HTTP Basic, or the console's session cookie)")}
+UNAUTHENTICATED = {
+    401: problem("No or wrong credentials (an API token, HTTP Basic, or the console's session cookie)"),
+    429: problem(
+        "Too many failed sign-ins for this user or from this address, or the account is locked: "
+        "nothing was checked; retry after Retry-After seconds (an admin can unlock an account)"
+    ),
+}
 FORBIDDEN = {403: problem("The role may not do this, or a session's CSRF token is missing")}
 INVALID = {422: {"model": ValidationProblem, "description": "The request does not match this document"}}
-UNAVAILABLE = {503: problem("Alarm storage (Redis) is unavailable; retry after Retry-After seconds")}
+UNAVAILABLE = {
+    503: problem(
+        "Alarm storage (Redis) is unavailable, or too many password checks are in progress; "
+        "retry after Retry-After seconds"
+    )
+}
 PROTECTED: dict[int | str, dict[str, Any]] = {**UNAUTHENTICATED, **FORBIDDEN, **INVALID, **UNAVAILABLE}
 # For routes that take a body: what is refused before the body is looked at.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: problem("The body is not UTF-8"),
     413: problem("The request body is larger than 64 KiB"),
 }
+
+
+# -- users, passwords and API tokens (web/users.py, web/session.py) ------------------------------
+
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# Length is what makes a password strong (auth.password_problem says the rest).
+NewPassword = Annotated[
+    str, Field(min_length=12, max_length=1024, description="at least 12 characters, and not the username")
+]
+TenantName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class UserCreate(BaseModel):
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: NewPassword
+    role: Role
+    staff_id: str | None = Field(default=None, pattern=NAME_PATTERN)
+    tenants: list[TenantName] = Field(
+        max_length=100, description="municipalities the user may see; each must be one of yours"
+    )
+
+
+class UserView(BaseModel):
+    username: str
+    role: Role
+    staff_id: str | None
+    tenants: list[str]
+    locked_until: str | None = Field(description="set while the account is locked after failed sign-ins")
+
+
+class UserList(BaseModel):
+    users: list[UserView]
+
+
+class PasswordSet(BaseModel):
+    password: NewPassword
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: NewPassword
+
+
+class PasswordChanged(BaseModel):
+    sessions_ended: int = Field(description="sessions of the user that were ended")
+
+
+class TokenCreate(BaseModel):
+    label: str = Field(default="", max_length=200, description="what the token is for, e.g. the integration")
+
+
+class TokenView(BaseModel):
+    id: str
+    username: str
+    label: str
+    created_at: str | None
+    last_used_at: str | None = Field(description="to the minute")
+
+
+class TokenCreated(TokenView):
+    token: str = Field(description="send as `Authorization: Bearer <token>`; shown only this once")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenView]

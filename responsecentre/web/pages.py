@@ -1,18 +1,21 @@
 """The console page and the API docs: files and redirects for a browser, not in the API document.
 
 Swagger UI is served from the bundled assets because a response centre must keep working
-when its internet link is down.
+when its internet link is down. The docs and the document itself are for signed-in users
+(any role): they map the whole attack surface, so a stranger gets a login page (/docs)
+or a 401 (/openapi.json), as for the console.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from responsecentre.web.auth import authenticate
+from responsecentre.web.auth import ALL_ROLES, Principal, authenticate, require
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -42,7 +45,9 @@ async def console(request: Request) -> Response:
 
 
 @router.get("/docs")
-async def docs() -> Response:
+async def docs(request: Request) -> Response:
+    if await authenticate(request) is None:
+        return RedirectResponse("/login?next=/docs", status_code=303)
     return get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="responsecentre API",
@@ -50,3 +55,8 @@ async def docs() -> Response:
         swagger_css_url="/docs-assets/swagger-ui.css",
         swagger_favicon_url="/docs-assets/favicon-32x32.png",
     )
+
+
+@router.get("/openapi.json")
+async def openapi_document(request: Request, _: Annotated[Principal, Depends(require(*ALL_ROLES))]) -> dict[str, Any]:
+    return request.app.openapi()  # type: ignore[no-any-return]

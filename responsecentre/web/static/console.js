@@ -1028,10 +1028,15 @@
       }
       onFeedMessage(message);
     };
-    ws.onclose = function () {
+    ws.onclose = function (event) {
       if (socket !== ws) return;
       socket = null;
       haveSnapshot = false;
+      // 4401: the session ended (logged out elsewhere, password changed, expired).
+      if (event && event.code === 4401) {
+        toLogin();
+        return;
+      }
       scheduleReconnect(opened);
     };
     ws.onerror = function () {
