@@ -6,6 +6,10 @@ Redis together with the cursor it belongs to; after a crash it restores the snap
 replays the log from that cursor. Replayed decisions carry the same cause ids, which the
 desk applies once, so a crash neither loses a pending deadline nor raises a second alarm.
 
+A decision is a raise (`desk.apply_trigger`), or a clear or a resident's cancel
+(`desk.apply_clear`), by the engine's `action` column. The cause id of a clear or cancel
+names its action, so it can never collide with the raise cause of the same rule.
+
 A stored event that this stage fails on (a bug in decoding it, the engine refusing it,
 the desk failing on its trigger) is parked in `rc:parked` with its log position, and the
 cursor moves on: one such event must not hold up every later alarm of every home. A
@@ -31,6 +35,7 @@ from responsecentre.config import Settings
 from responsecentre.contract import TYPE_ID
 from responsecentre.directory import Directory, Home
 from responsecentre.engine import Engine, EventBatch, Triggers
+from responsecentre.engine.tables import ACTIONS
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
@@ -232,7 +237,11 @@ class RuleProcessor:
             try:
                 trigger = self._trigger(triggers, i, rules, home, event)
                 now_ms = self.clock()
-                alarm = await self.desk.apply_trigger(home.tenant, trigger, now_ms)
+                if trigger.action == "raise":
+                    alarm = await self.desk.apply_trigger(home.tenant, trigger, now_ms)
+                else:
+                    await self.desk.apply_clear(home.tenant, trigger, now_ms)
+                    continue
             except Exception as exc:
                 reraise_if_stopping()
                 if is_outage(exc):
@@ -248,8 +257,14 @@ class RuleProcessor:
         device_index = int(triggers.device[i])
         device = self.directory.device_list[device_index] if device_index >= 0 else None
         entity = device.device_id if device is not None else f"home:{home.home_id}"
+        action = ACTIONS[int(triggers.action[i])]
+        # A raise keeps the cause format of earlier versions, so that a replay across an
+        # upgrade still recognises the raises applied before it.
+        cause = f"{rule.name}:{entity}:{int(triggers.origin[i])}"
+        if action != "raise":
+            cause = f"{rule.name}:{action}:{entity}:{int(triggers.origin[i])}"
         return Trigger(
-            cause=f"{rule.name}:{entity}:{int(triggers.origin[i])}",
+            cause=cause,
             rule=rule.name,
             kind=rule.alarm,
             priority=str(rule.priority),
@@ -260,6 +275,7 @@ class RuleProcessor:
             ts_ms=int(triggers.ts[i]),
             event_id=event.record.id if event is not None else None,
             event_type=event.record.type if event is not None else None,
+            action=action,
         )
 
 

@@ -41,7 +41,7 @@ def test_default_pack_loads_and_covers_the_brief() -> None:
         rule = by_when[((when,), kind)]
         return rule.alarm, rule.priority, rule.chain
 
-    match, nf, th = RuleKind.MATCH, RuleKind.NOT_FOLLOWED, RuleKind.THRESHOLD
+    match, nf, hy = RuleKind.MATCH, RuleKind.NOT_FOLLOWED, RuleKind.HYSTERESIS
     assert find("alarm.button", match) == ("assistance", Priority.CRITICAL, "urgent")
     assert find("fall.detected", nf) == ("fall", Priority.CRITICAL, "urgent")
     assert find("seizure.detected", match) == ("seizure", Priority.CRITICAL, "urgent")
@@ -52,8 +52,8 @@ def test_default_pack_loads_and_covers_the_brief() -> None:
     assert find("medication.empty", match) == ("dispenser_empty", Priority.MEDIUM, "technical")
     assert find("door.opened", nf) == ("door_open", Priority.HIGH, "standard")
     assert find("geofence.exit", match) == ("wandering", Priority.HIGH, "urgent")
-    assert find("temperature", th) == ("cold_home", Priority.HIGH, "standard")
-    assert find("device.battery", th) == ("low_battery", Priority.LOW, "technical")
+    assert find("temperature", hy) == ("cold_home", Priority.HIGH, "standard")
+    assert find("device.battery", hy) == ("low_battery", Priority.LOW, "technical")
     assert find("device.tamper", match) == ("tamper", Priority.MEDIUM, "technical")
 
     fall = by_when[(("fall.detected",), nf)]
@@ -62,11 +62,19 @@ def test_default_pack_loads_and_covers_the_brief() -> None:
     assert (dose.unless, dose.within_ms) == (("medication.taken",), 30 * 60_000)
     door = by_when[(("door.opened",), nf)]
     assert (door.unless, door.within_ms, door.scope) == (("door.closed",), 600_000, "home")
-    cold = by_when[(("temperature",), th)]
-    assert (cold.op, cold.threshold) == (Op.LT, 10.0)
-    battery = by_when[(("device.battery",), th)]
-    assert (battery.op, battery.threshold) == (Op.LT, 15.0)
+    cold = by_when[(("temperature",), hy)]
+    assert (cold.op, cold.threshold, cold.clear_op, cold.clear_threshold) == (Op.LT, 10.0, Op.GT, 16.0)
+    battery = by_when[(("device.battery",), hy)]
+    assert (battery.op, battery.threshold, battery.clear_op, battery.clear_threshold) == (Op.LT, 15.0, Op.GT, 25.0)
     assert {r.chain for r in rules.values()} == {"urgent", "standard", "technical"}
+    # Part 2: the resident's cancel, clearing, auto-clearable kinds.
+    button = by_when[(("alarm.button",), match)]
+    assert (button.cancel_by, button.cancel_within_ms) == (("alarm.cancel",), 120_000)
+    closed = by_when[(("door.closed",), match)]
+    assert (closed.action, closed.alarm, closed.chain) == ("clear", "door_open", "standard")
+    pack = load_rules(DEFAULT)
+    assert pack.auto_clear == {"door_open", "cold_home", "low_battery", "device_offline"}
+    assert all(r.action == "raise" for r in pack.rules if r.name != "door-closed")
 
 
 def test_lines_point_at_rules() -> None:
@@ -241,6 +249,14 @@ rules:
     {RAISE}
 """
 
+# A pack whose kind `k` is auto-clearable: rule 'ok' is at line 4, the next rule at 5.
+AUTO = f"""\
+version: 1
+alarms: {{k: {{auto_clear: true}}}}
+rules:
+  - {{name: ok, when: alarm.button, {RAISE}}}
+"""
+
 ERRORS = [
     # (yaml text, line, fragment of the message)
     ("", 1, "empty rule pack"),
@@ -260,7 +276,7 @@ ERRORS = [
     ),
     (GOOD + "  - when: alarm.cancel\n    " + RAISE + "\n", 6, "missing the key 'name'"),
     (GOOD + "  - name: b\n    " + RAISE + "\n", 6, "missing the key 'when'"),
-    (GOOD + "  - name: b\n    when: alarm.cancel\n", 6, "missing the key 'raise'"),
+    (GOOD + "  - name: b\n    when: alarm.cancel\n", 6, "a rule needs 'raise' (an alarm) or 'clear'"),
     (
         GOOD + "  - name: Bad_Name\n    when: alarm.cancel\n    " + RAISE + "\n",
         6,
@@ -386,6 +402,119 @@ ERRORS = [
         "duplicate key 'name' in a rule (first at line 6)",
     ),
     (GOOD + "  - alarm.button\n", 6, "a rule must be a mapping"),
+    # -- part 2: hysteresis, clear, auto-clear, cancel --
+    (
+        AUTO + "  - name: b\n    when: device.battery\n    value:\n      below: 15\n"
+        "      clear_above: 10\n    " + RAISE + "\n",
+        9,
+        "clear_above 10 is below the threshold (below 15)",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {above: 30, clear_below: 31}\n    " + RAISE + "\n",
+        7,
+        "clear_below 31 is above the threshold (above 30)",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {above: 30, clear_above: 40}\n    " + RAISE + "\n",
+        7,
+        "clear_above goes with below or at_most, not with above",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {equals: 3, clear_above: 4}\n    " + RAISE + "\n",
+        7,
+        "clear_above goes with below or at_most",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {below: 3, clear_above: 4, clear_below: 1}\n"
+        "    " + RAISE + "\n",
+        7,
+        "at most one of clear_above, clear_below",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {below: 3, clear_abov: 4}\n    " + RAISE + "\n",
+        7,
+        "unknown key 'clear_abov' in value (did you mean 'clear_above'?)",
+    ),
+    (
+        GOOD + "  - name: b\n    when: temperature\n    value: {below: 3, clear_above: 4}\n    " + RAISE + "\n",
+        6,
+        "clears alarm kind 'k' with clear_above, but that kind is not auto-clearable",
+    ),
+    (
+        GOOD + "  - name: b\n    when: door.closed\n    clear: {kind: door_open}\n",
+        8,
+        "clear names alarm kind 'door_open', which no rule raises (raised: k)",
+    ),
+    (
+        GOOD + "  - name: b\n    when: door.closed\n    clear: {kind: k}\n",
+        8,
+        "alarm kind 'k' is not auto-clearable; declare it under 'alarms:'",
+    ),
+    (
+        AUTO + "  - name: b\n    when: door.closed\n    clear: {kind: k}\n    " + RAISE + "\n",
+        7,
+        "either 'raise' or 'clear', not both",
+    ),
+    (AUTO + "  - name: b\n    when: door.closed\n    clear: {knd: k}\n", 7, "unknown key 'knd' in clear"),
+    (
+        AUTO + "  - name: b\n    when: door.closed\n    clear: {kind: k}\n    cancel: {by: alarm.cancel}\n",
+        8,
+        "'cancel' applies only to rules that raise",
+    ),
+    (
+        AUTO + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled, within: 1s}\n"
+        "    clear: {kind: k}\n",
+        7,
+        "a clear rule takes no 'unless'",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {below: 3, clear_above: 4}\n    clear: {kind: k}\n",
+        7,
+        "a clear rule takes no clear_above or clear_below",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    cancel:\n      by: alarm.cancel\n      within: 0\n"
+        "    " + RAISE + "\n",
+        10,
+        "duration 0 must be greater than zero",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    cancel: {by: alarm.cancl}\n    " + RAISE + "\n",
+        8,
+        "unknown event type 'alarm.cancl' (did you mean 'alarm.cancel'?)",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    cancel: {by: alarm.*}\n    " + RAISE + "\n",
+        8,
+        "cancel by 'alarm.button', which is also in 'when'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    cancel: {by: alarm.cancel, inside: 1m}\n    " + RAISE + "\n",
+        8,
+        "unknown key 'inside' in cancel",
+    ),
+    (
+        GOOD + "  - name: b\n    when: alarm.button\n    cancel: {within: 1m}\n    " + RAISE + "\n",
+        8,
+        "cancel is missing the key 'by'",
+    ),
+    (
+        GOOD + "  - name: b\n    when: fall.detected\n    unless: {followed_by: fall.cancelled, within: 1s}\n"
+        "    cancel: {by: alarm.cancel}\n    " + RAISE + "\n",
+        9,
+        "'cancel' does not go with 'unless'",
+    ),
+    (
+        AUTO + "  - name: b\n    when: temperature\n    value: {below: 3, clear_above: 4}\n"
+        "    cancel: {by: alarm.cancel}\n    " + RAISE + "\n",
+        8,
+        "'cancel' does not go with clear_above or clear_below",
+    ),
+    ("version: 1\nalarms: {k: {auto_clear: yes please}}\nrules: []\n", 2, "auto_clear must be true or false"),
+    ("version: 1\nalarms: {k: {autoclear: true}}\nrules: []\n", 2, "unknown key 'autoclear' in alarms.k"),
+    ("version: 1\nalarms: {Door Open: {auto_clear: true}}\nrules: []\n", 2, "alarm kind 'Door Open' may only"),
+    ("version: 1\nalarms:\n  k: {auto_clear: true}\n  k: {auto_clear: false}\nrules: []\n", 4, "duplicate alarm"),
+    ("version: 1\nalarms: [k]\nrules: []\n", 2, "alarms must be a mapping"),
 ]
 
 

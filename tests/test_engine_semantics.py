@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from responsecentre.engine import (
     load_rules,
     parse_rules,
 )
-from responsecentre.engine.tables import EventRow
+from responsecentre.engine.kernels import ACTION_RAISE
+from responsecentre.engine.tables import ACTIONS, EventRow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE_HOME = np.array([0, 0, 1], np.int32)
@@ -43,6 +45,14 @@ FALL_ANY = (
     f"- {{name: fall, when: fall.detected, unless: {{followed_by: [fall.cancelled, alarm.*], within: 60s}}, {R}}}"
 )
 DOOR = f"- {{name: door, when: door.opened, unless: {{followed_by: door.closed, within: 10m}}, scope: home, {R}}}"
+LOW = f"- {{name: low, when: device.battery, value: {{below: 15, clear_above: 25}}, {R}}}"
+HOT = f"- {{name: hot, when: temperature, value: {{at_least: 30, clear_below: 25}}, {R}}}"
+TIGHT = f"- {{name: tight, when: temperature, value: {{at_most: 10, clear_above: 10}}, {R}}}"
+SHUT = "- {name: shut, when: door.closed, clear: {kind: k}}"
+WARMED = "- {name: warmed, when: temperature, value: {at_least: 18}, clear: {kind: k}}"
+HELP = f"- {{name: help, when: alarm.button, cancel: {{by: alarm.cancel, within: 2m}}, {R}}}"
+HELP_DEFAULT = f"- {{name: help, when: alarm.button, cancel: {{by: [alarm.cancel, fall.cancelled]}}, {R}}}"
+HOT_CANCEL = f"- {{name: hot, when: temperature, value: {{above: 30}}, cancel: {{by: alarm.cancel, within: 1s}}, {R}}}"
 QUIET = f"- {{name: quiet, when: motion.detected, unless: {{followed_by: motion.detected, within: 10s}}, {R}}}"
 
 
@@ -50,7 +60,7 @@ QUIET = f"- {{name: quiet, when: motion.detected, unless: {{followed_by: motion.
 class Case:
     id: str
     rules: list[str]
-    steps: list[tuple[list[EventRow] | int, list[tuple[str, int, int, int, int, int]]]]
+    steps: list[tuple[list[EventRow] | int, list[tuple[Any, ...]]]]
 
 
 def ev(type_: str, device: int, ts: int, seq: int, value: float | None = None) -> EventRow:
@@ -362,20 +372,225 @@ CASES = [
             (10**9, []),
         ],
     ),
+    # -- hysteresis: raise once, clear on the other bound, raise again after ----------------
+    Case(
+        "hysteresis: battery 10, 12, 30 raises once then clears",
+        [LOW],
+        [
+            (
+                [
+                    ev("device.battery", 0, 1, 1, 10.0),
+                    ev("device.battery", 0, 2, 2, 12.0),
+                    ev("device.battery", 0, 3, 3, 30.0),
+                ],
+                [("low", 0, 0, 1, 1, 0), ("low", 0, 0, 3, 3, 2, "clear")],
+            ),
+        ],
+    ),
+    Case(
+        "hysteresis: the dead band neither raises nor clears; a new drop raises again",
+        [LOW],
+        [
+            ([ev("device.battery", 0, 1, 1, 20.0), ev("device.battery", 0, 2, 2, 14.0)], [("low", 0, 0, 2, 2, 1)]),
+            ([ev("device.battery", 0, 3, 3, 20.0), ev("device.battery", 0, 4, 4, 25.0)], []),
+            ([ev("device.battery", 0, 5, 5, 14.0)], []),
+            ([ev("device.battery", 0, 6, 6, 25.5)], [("low", 0, 0, 6, 6, 0, "clear")]),
+            ([ev("device.battery", 0, 7, 7, 25.5), ev("device.battery", 0, 8, 8, 3.0)], [("low", 0, 0, 8, 8, 1)]),
+        ],
+    ),
+    Case(
+        "hysteresis: per device, no value and NaN change nothing",
+        [LOW],
+        [
+            (
+                [
+                    ev("device.battery", 0, 1, 1, 10.0),
+                    ev("device.battery", 1, 2, 2, 10.0),
+                    ev("device.battery", 0, 3, 3),
+                    ev("device.battery", 0, 4, 4, math.nan),
+                    ev("device.battery", 1, 5, 5, 50.0),
+                    ev("device.battery", 1, 6, 6, 10.0),
+                ],
+                [
+                    ("low", 0, 0, 1, 1, 0),
+                    ("low", 1, 0, 2, 2, 1),
+                    ("low", 1, 0, 5, 5, 4, "clear"),
+                    ("low", 1, 0, 6, 6, 5),
+                ],
+            ),
+        ],
+    ),
+    Case(
+        "hysteresis the other way: at_least 30, clear_below 25",
+        [HOT],
+        [
+            (
+                [
+                    ev("temperature", 2, 1, 1, 30.0),
+                    ev("temperature", 2, 2, 2, 35.0),
+                    ev("temperature", 2, 3, 3, 25.0),
+                    ev("temperature", 2, 4, 4, 24.9),
+                ],
+                [("hot", 2, 1, 1, 1, 0), ("hot", 2, 1, 4, 4, 3, "clear")],
+            ),
+        ],
+    ),
+    Case(
+        "hysteresis with no dead band: at_most 10, clear_above 10",
+        [TIGHT],
+        [
+            (
+                [ev("temperature", 0, 1, 1, 10.0), ev("temperature", 0, 2, 2, 10.0), ev("temperature", 0, 3, 3, 10.1)],
+                [("tight", 0, 0, 1, 1, 0), ("tight", 0, 0, 3, 3, 2, "clear")],
+            ),
+        ],
+    ),
+    Case(
+        "hysteresis: out of order and duplicate readings count in array order",
+        [LOW],
+        [
+            (
+                [
+                    ev("device.battery", 0, 100, 1, 10.0),
+                    ev("device.battery", 0, 50, 2, 30.0),
+                    ev("device.battery", 0, 50, 2, 30.0),
+                    ev("device.battery", 0, 100, 1, 10.0),
+                ],
+                [("low", 0, 0, 100, 1, 0), ("low", 0, 0, 50, 2, 1, "clear"), ("low", 0, 0, 100, 1, 3)],
+            ),
+        ],
+    ),
+    # -- clear rules ------------------------------------------------------------------------
+    Case(
+        "clear rule: every matching event is a clear decision",
+        [DOOR, SHUT],
+        [
+            ([ev("door.opened", 0, 0, 1)], []),
+            (600_000, [("door", -1, 0, 600_000, 1, -1)]),
+            ([ev("door.closed", 1, 700_000, 2)], [("shut", 1, 0, 700_000, 2, 0, "clear")]),
+            ([ev("door.closed", 2, 700_001, 3)], [("shut", 2, 1, 700_001, 3, 0, "clear")]),
+        ],
+    ),
+    Case(
+        "clear rule: an overdue deadline fires before the clear of the same event",
+        [DOOR, SHUT],
+        [
+            (
+                [ev("door.opened", 0, 0, 1), ev("door.closed", 0, 600_001, 2)],
+                [("door", -1, 0, 600_000, 1, -1), ("shut", 0, 0, 600_001, 2, 1, "clear")],
+            ),
+        ],
+    ),
+    Case(
+        "clear rule with a threshold",
+        [COLD, WARMED],
+        [
+            (
+                [ev("temperature", 0, 1, 1, 5.0), ev("temperature", 0, 2, 2, 17.9), ev("temperature", 0, 3, 3, 18.0)],
+                [("cold", 0, 0, 1, 1, 0), ("warmed", 0, 0, 3, 3, 2, "clear")],
+            ),
+        ],
+    ),
+    # -- the resident's cancel --------------------------------------------------------------
+    Case(
+        "cancel within the window after the press",
+        [HELP],
+        [
+            (
+                [ev("alarm.button", 0, 1000, 1), ev("alarm.cancel", 0, 121_000, 2)],
+                [("help", 0, 0, 1000, 1, 0), ("help", 0, 0, 121_000, 2, 1, "cancel")],
+            ),
+        ],
+    ),
+    Case(
+        "cancel one ms late, before any press, or twice: nothing",
+        [HELP],
+        [
+            ([ev("alarm.cancel", 0, 0, 1), ev("alarm.button", 0, 1000, 2)], [("help", 0, 0, 1000, 2, 1)]),
+            ([ev("alarm.cancel", 0, 121_001, 3)], []),
+            (
+                [ev("alarm.button", 0, 200_000, 4), ev("alarm.cancel", 0, 200_500, 5)],
+                [
+                    ("help", 0, 0, 200_000, 4, 0),
+                    ("help", 0, 0, 200_500, 5, 1, "cancel"),
+                ],
+            ),
+            ([ev("alarm.cancel", 0, 200_600, 6)], []),
+        ],
+    ),
+    Case(
+        "cancel: only the same device's cancel counts",
+        [HELP],
+        [
+            (
+                [ev("alarm.button", 0, 0, 1), ev("alarm.cancel", 1, 10, 2), ev("alarm.cancel", 0, 20, 3)],
+                [("help", 0, 0, 0, 1, 0), ("help", 0, 0, 20, 3, 2, "cancel")],
+            ),
+        ],
+    ),
+    Case(
+        "cancel: a cancel dated before the press does not count; the window runs from the last press",
+        [HELP],
+        [
+            (
+                [
+                    ev("alarm.button", 0, 1000, 1),
+                    ev("alarm.cancel", 0, 999, 2),
+                    ev("alarm.button", 0, 100_000, 3),
+                    ev("alarm.cancel", 0, 220_000, 4),
+                ],
+                [("help", 0, 0, 1000, 1, 0), ("help", 0, 0, 100_000, 3, 2), ("help", 0, 0, 220_000, 4, 3, "cancel")],
+            ),
+        ],
+    ),
+    Case(
+        "cancel: within defaults to 2m, by takes a list",
+        [HELP_DEFAULT],
+        [
+            (
+                [ev("alarm.button", 2, 0, 1), ev("fall.cancelled", 2, 120_000, 2)],
+                [("help", 2, 1, 0, 1, 0), ("help", 2, 1, 120_000, 2, 1, "cancel")],
+            ),
+        ],
+    ),
+    Case(
+        "cancel on a threshold rule: only a firing reading opens the window",
+        [HOT_CANCEL],
+        [
+            (
+                [ev("temperature", 0, 0, 1, 20.0), ev("alarm.cancel", 0, 10, 2), ev("temperature", 0, 20, 3, 31.0)],
+                [("hot", 0, 0, 20, 3, 2)],
+            ),
+            ([ev("alarm.cancel", 0, 1020, 4)], [("hot", 0, 0, 1020, 4, 0, "cancel")]),
+        ],
+    ),
 ]
 
 
 def make_pack(rules: list[str]) -> RulePack:
+    """A pack of `rules`; their alarm kind `k` is auto-clearable, as clear rules need."""
     body = "\n".join(f"  {rule}" for rule in rules)
-    return parse_rules(f"version: 1\nrules:\n{body}\n" if rules else "version: 1\nrules: []\n")
+    head = "version: 1\nalarms: {k: {auto_clear: true}}\n"
+    return parse_rules(f"{head}rules:\n{body}\n" if rules else f"{head}rules: []\n")
 
 
-def named(pack: RulePack, triggers: Triggers) -> list[tuple[str, int, int, int, int, int]]:
-    return [(pack.rules[r].name, *rest) for r, *rest in triggers.rows()]
+def named(pack: RulePack, triggers: Triggers) -> list[tuple[Any, ...]]:
+    """(rule name, device, home, ts, origin, event), plus the action's name unless it is a raise."""
+    out: list[tuple[Any, ...]] = []
+    for r, *rest, action in triggers.rows():
+        row: tuple[Any, ...] = (pack.rules[r].name, *rest)
+        out.append(row if action == ACTION_RAISE else (*row, ACTIONS[action]))
+    return out
+
+
+def unindexed(row: tuple[int, ...]) -> tuple[int, ...]:
+    """A trigger row without its `event` index, which depends on the batching."""
+    return row[:5] + row[6:]
 
 
 def check_dtypes(triggers: Triggers) -> None:
-    assert [c.dtype for c in triggers.columns()] == [np.int32, np.int32, np.int32, np.int64, np.int64, np.int32]
+    dtypes = [np.int32, np.int32, np.int32, np.int64, np.int64, np.int32, np.int8]
+    assert [c.dtype for c in triggers.columns()] == dtypes
     assert len({len(c) for c in triggers.columns()}) == 1
 
 
@@ -405,8 +620,8 @@ def test_timeline_in_one_batch_per_event(case: Case, engine_cls: type[AnyEngine]
         if isinstance(step, int):
             assert whole.sweep(step).rows() == single.sweep(step).rows()
             continue
-        expected = [row[:5] for row in whole.process(EventBatch.of(step)).rows()]
-        got = [row[:5] for one in step for row in single.process(EventBatch.of([one])).rows()]
+        expected = [unindexed(row) for row in whole.process(EventBatch.of(step)).rows()]
+        got = [unindexed(row) for one in step for row in single.process(EventBatch.of([one])).rows()]
         assert got == expected
     assert whole.snapshot() == single.snapshot()
 
@@ -439,10 +654,10 @@ def test_snapshot_round_trip_and_cross_engine(engine_cls: type[AnyEngine]) -> No
         other.restore(blob)
         assert other.snapshot() == blob
         assert other.pending() == engine.pending()
-        assert other.sweep(10**10).rows() == [
-            (1, 0, 0, 60_001, 11, -1),
-            (6, -1, 1, 600_002, 12, -1),
-            (8, 1, 0, 1_800_003, 13, -1),
+        assert named(engine.pack, other.sweep(10**10)) == [
+            ("fall-not-cancelled", 0, 0, 60_001, 11, -1),
+            ("door-left-open", -1, 1, 600_002, 12, -1),
+            ("medication-not-taken", 1, 0, 1_800_003, 13, -1),
         ]
     # restore replaces the state, it does not merge
     engine.sweep(10**10)
@@ -496,10 +711,10 @@ def test_resize_keeps_state(engine_cls: type[AnyEngine]) -> None:
     assert engine.n_devices == 5 and engine.n_homes == 3
     engine.process(EventBatch.of([ev("fall.detected", 4, 10, 3), ev("door.opened", 3, 10, 4)]))
     assert engine.sweep(10**9).rows() == [
-        (0, -1, 1, 600_000, 2, -1),
-        (0, -1, 2, 600_010, 4, -1),
-        (1, 2, 1, 60_000, 1, -1),
-        (1, 4, 2, 60_010, 3, -1),
+        (0, -1, 1, 600_000, 2, -1, 0),
+        (0, -1, 2, 600_010, 4, -1, 0),
+        (1, 2, 1, 60_000, 1, -1, 0),
+        (1, 4, 2, 60_010, 3, -1, 0),
     ]
 
 
@@ -552,9 +767,47 @@ def test_sweep_extremes(engine_cls: type[AnyEngine]) -> None:
     assert len(engine.sweep(-(2**70))) == 0
     assert len(engine.sweep(2**70)) == 0, "idle slots never fire"
     engine.process(EventBatch.of([ev("fall.detected", 0, 2**53, 1)]))
-    assert engine.sweep(2**70).rows() == [(0, 0, 0, 2**53 + 60_000, 1, -1)]
+    assert engine.sweep(2**70).rows() == [(0, 0, 0, 2**53 + 60_000, 1, -1, 0)]
 
 
 def test_pack_property(engine_cls: type[AnyEngine]) -> None:
     pack = make_pack([BUTTON])
     assert engine_cls(pack, DEVICE_HOME).pack is pack
+
+
+def test_hysteresis_and_cancel_state_survive_snapshot_restore_and_resize(engine_cls: type[AnyEngine]) -> None:
+    """The flag of a raised hysteresis rule and an open cancel window are state: a restart
+    from a snapshot must neither raise the low battery again nor forget the press."""
+    pack = make_pack([LOW, HELP, FALL])
+    engine = engine_cls(pack, DEVICE_HOME)
+    engine.process(
+        EventBatch.of([ev("device.battery", 2, 1, 1, 5.0), ev("alarm.button", 1, 2, 2), ev("fall.detected", 0, 3, 3)])
+    )
+    blob = engine.snapshot()
+    later = [ev("device.battery", 2, 10, 4, 4.0), ev("alarm.cancel", 1, 20, 5), ev("device.battery", 2, 30, 6, 90.0)]
+    expected = [("help", 1, 0, 20, 5, 1, "cancel"), ("low", 2, 1, 30, 6, 2, "clear")]
+    for other_cls in ENGINES:
+        other = other_cls(pack, DEVICE_HOME)
+        other.restore(blob)
+        assert other.snapshot() == blob
+        assert named(pack, other.process(EventBatch.of(later))) == expected
+    # Growing the directory keeps every kind of state where it was.
+    engine.resize(np.array([0, 0, 1, 1], np.int32))
+    assert named(pack, engine.process(EventBatch.of(later))) == expected
+    assert named(pack, engine.sweep(10**9)) == [("fall", 0, 0, 60_003, 3, -1)]
+    # The new device has idle state of every kind.
+    assert named(pack, engine.process(EventBatch.of([ev("alarm.cancel", 3, 40, 7)]))) == []
+
+
+def test_restore_refuses_state_for_the_wrong_rule(engine_cls: type[AnyEngine]) -> None:
+    """A damaged snapshot that puts a hysteresis flag on a rule without one is refused."""
+    import struct
+
+    engine = engine_cls(make_pack([LOW, HELP]), DEVICE_HOME)
+    engine.process(EventBatch.of([ev("device.battery", 0, 1, 1, 5.0)]))
+    blob = bytearray(engine.snapshot())
+    header = struct.calcsize("<8s32sqqqqq")
+    assert struct.unpack_from("<i", blob, header) == (0,)  # the raised flag's rule: `low`
+    struct.pack_into("<i", blob, header, 1)  # now `help`, which has no flags
+    with pytest.raises(ValueError, match="state for a rule without state"):
+        engine.restore(bytes(blob))

@@ -25,6 +25,8 @@ from responsecentre.alarms.model import (
     Trigger,
     acknowledge,
     add_note,
+    cancel_by_resident,
+    clear,
     join,
     queue_key,
     raise_alarm,
@@ -167,6 +169,55 @@ class AlarmDesk:
                     continue
                 self._count(alarm, previous, actions)
                 self.metrics.triggers.labels(trigger.rule).inc()
+                return alarm
+        raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
+
+    async def apply_clear(self, tenant: str, decision: Trigger, now_ms: int) -> Alarm | None:
+        """A rule's clear or the resident's cancel (`decision.action`) for the open alarm
+        of (home, kind). Idempotent by cause like `apply_trigger`, and the cause is
+        recorded even when there is no open alarm: a replay after a crash must not close
+        an alarm raised after the clear was first applied.
+
+        Returns the alarm as changed (closed, or noted and left open because a person has
+        taken it), or None for a replayed cause or no open alarm.
+        """
+        open_key = self.keys.open_alarms(tenant)
+        cause_key = self.keys.cause(tenant, decision.cause)
+        field = f"{decision.home_id}|{decision.kind}"
+        close = cancel_by_resident if decision.action == "cancel" else clear
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(open_key, cause_key)
+                    if await pipe.exists(cause_key):
+                        await pipe.unwatch()
+                        return None
+                    existing = await pipe.hget(open_key, field)
+                    previous: Alarm | None = None
+                    if existing is not None:
+                        alarm_key = self.keys.alarm(tenant, existing.decode())
+                        await pipe.watch(alarm_key)
+                        raw = await pipe.get(alarm_key)
+                        previous = _alarm_decoder.decode(raw) if raw is not None else None
+                    alarm: Alarm | None = None
+                    entries: list[Entry] = []
+                    actions: list[Any] = []
+                    if previous is not None and previous.is_open:
+                        alarm, entries, actions = close(previous, now_ms, decision)
+                    pipe.multi()
+                    pipe.set(cause_key, b"1", ex=CAUSE_TTL_S)
+                    if alarm is not None and previous is not None and alarm is not previous:
+                        self._write(pipe, alarm, entries, actions, now_ms)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                if alarm is None or previous is None or alarm is previous:
+                    outcome = "no_open_alarm"
+                    alarm = None
+                else:
+                    outcome = "kept_acknowledged" if alarm.is_open else "closed"
+                    self._count(alarm, previous, actions)
+                self.metrics.clears.labels(decision.action, outcome).inc()
                 return alarm
         raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
 

@@ -48,6 +48,14 @@ CLOSING_CODES: dict[str, str] = {
     "technical_fixed": "Technical fault fixed",
 }
 
+# Closing codes the system sets itself, never offered to a person resolving an alarm: a
+# separate map so that the console's and the API's list of codes (CLOSING_CODES) stays
+# what a person may pick, while statistics still find a label for every closed alarm.
+SYSTEM_CLOSING_CODES: dict[str, str] = {
+    "auto_cleared": "Cleared automatically: the condition went away",
+    "cancelled_by_resident": "Cancelled by the resident on the device",
+}
+
 PRIORITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
@@ -59,13 +67,17 @@ class Entry(msgspec.Struct, frozen=True):
     """One line of an alarm's timeline: what happened, when, who did it, and why."""
 
     ts_ms: int
-    what: str  # raised | trigger | notified | escalated | unhandled | acknowledged | resolved | cancelled | note
+    # raised | trigger | notified | escalated | unhandled | acknowledged | resolved | note |
+    # cleared | cancelled (closed by a rule) | clear_ignored | cancel_ignored (left open)
+    what: str
     by: str  # "system", a rule name or a user
     detail: dict[str, Any] = {}
 
 
 class Trigger(msgspec.Struct, frozen=True):
-    """A rule's decision that a home needs a human (from the engine)."""
+    """A rule's decision about a home's alarm of `kind` (from the engine): `action` is
+    "raise" (the home needs a human), "clear" (the condition went away) or "cancel" (the
+    resident took the call back)."""
 
     cause: str  # unique id of this decision; replaying it is a no-op
     rule: str
@@ -78,6 +90,7 @@ class Trigger(msgspec.Struct, frozen=True):
     ts_ms: int
     event_id: str | None = None
     event_type: str | None = None
+    action: str = "raise"
 
 
 class Alarm(msgspec.Struct, frozen=True):
@@ -225,6 +238,50 @@ def resolve(alarm: Alarm, by: str, code: str, note: str, now_ms: int) -> tuple[A
     if note:
         detail["note"] = note
     return new, [Entry(now_ms, "resolved", by, detail)], actions
+
+
+def clear(
+    alarm: Alarm, now_ms: int, cause: Trigger, code: str = "auto_cleared"
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """A rule says the alarm's cause went away. An alarm nobody has taken yet closes
+    (CANCELLED with `code`) and its chain stops; one that a person has acknowledged is
+    theirs to close, so it stays open and the clear is only noted on its timeline: the
+    nurse on the way must not find the alarm gone behind their back."""
+    return _close_by_rule(alarm, now_ms, cause, code, "cleared", "clear_ignored")
+
+
+def cancel_by_resident(alarm: Alarm, now_ms: int, cause: Trigger) -> tuple[Alarm, list[Entry], list[Any]]:
+    """The resident cancelled from the device within the window: as `clear`, with the
+    closing code `cancelled_by_resident` and the timeline entry `cancelled`."""
+    return _close_by_rule(alarm, now_ms, cause, "cancelled_by_resident", "cancelled", "cancel_ignored")
+
+
+def _close_by_rule(
+    alarm: Alarm, now_ms: int, cause: Trigger, code: str, closed: str, ignored: str
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    if code not in SYSTEM_CLOSING_CODES:
+        raise TransitionError(f"unknown system closing code {code!r}; use one of {', '.join(SYSTEM_CLOSING_CODES)}")
+    detail = {**_trigger_detail(cause), "rule": cause.rule}
+    del detail["priority"]
+    if not alarm.is_open:
+        return alarm, [], []  # already closed: nothing to do, nothing to note
+    if alarm.state != AlarmState.RAISED:
+        who = alarm.acknowledged_by or "staff"
+        state = "on site" if alarm.state == AlarmState.ON_SITE else "acknowledged"
+        detail["reason"] = f"{state}: acknowledged by {who}; left open"
+        return msgspec.structs.replace(alarm, updated_ms=now_ms), [Entry(now_ms, ignored, cause.rule, detail)], []
+    escalation, actions = advance(alarm.escalation, Stop(closed), now_ms)
+    new = msgspec.structs.replace(
+        alarm,
+        state=AlarmState.CANCELLED,
+        escalation=escalation,
+        closed_ms=now_ms,
+        closed_by=cause.rule,
+        closing_code=code,
+        updated_ms=now_ms,
+    )
+    detail["code"] = code
+    return new, [Entry(now_ms, closed, cause.rule, detail)], actions
 
 
 def add_note(alarm: Alarm, by: str, text: str, now_ms: int) -> tuple[Alarm, list[Entry]]:

@@ -6,8 +6,10 @@ no bounds checks), and copies results out of the reused buffer. It does no I/O a
 reads the clock: time comes in as event `ts` and as `now_ms` of `sweep`.
 
 State: each not-followed rule owns one slot per device (scope device) or per home (scope
-home) in two int64 columns, `due` (NO_DUE when idle) and `origin`. That is 16 bytes per
-slot, nothing per match or threshold rule.
+home) in two int64 columns, `due` (NO_DUE when idle) and `origin`: 16 bytes per slot.
+Each hysteresis rule owns one byte per device (`flags`: raised or not), each rule with a
+resident's cancel one int64 per device (`last_ts`: its last trigger, NO_LAST if none or
+already cancelled). Match and threshold rules without a cancel own nothing.
 
 Not thread-safe: one engine is driven by one task. The kernels release the GIL, so
 several engines (e.g. one per shard) can run on several cores.
@@ -17,20 +19,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from responsecentre.engine.kernels import NO_DUE, process_batch, sweep_due
+from responsecentre.engine.kernels import KIND_HYSTERESIS, NO_DUE, NO_LAST, process_batch, sweep_due
 from responsecentre.engine.rules import RulePack
 from responsecentre.engine.tables import (
     INT64_MIN,
     EventBatch,
+    SnapshotState,
     Tables,
     Triggers,
     check_device_home,
     check_now,
     compile_tables,
     decode_snapshot,
+    device_layout,
     encode_snapshot,
     slot_layout,
 )
+
+State = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 __all__ = ["Engine"]
 
@@ -83,7 +89,7 @@ class Engine:
 
     @property
     def state_nbytes(self) -> int:
-        """Bytes of engine state (slot layout and slots), for capacity planning."""
+        """Bytes of engine state (layouts, slots, flags, cancel windows), for capacity planning."""
         return sum(int(array.nbytes) for array in self._state)
 
     def process(self, batch: EventBatch) -> Triggers:
@@ -121,16 +127,27 @@ class Engine:
         }
 
     def snapshot(self) -> bytes:
-        """The pending deadlines and the tables' fingerprint (format: tables.py)."""
-        return encode_snapshot(self._tables, self.n_devices, self._n_homes, *self._pending_columns())
+        """All state (deadlines, hysteresis flags, cancel windows) and the tables'
+        fingerprint (format: tables.py)."""
+        rule, entity, due, origin = self._pending_columns()
+        _, _, _, _, flag_offset, flags, last_offset, last_ts = self._state
+        raised_rule, raised_device = _sparse(flag_offset, np.flatnonzero(flags))
+        last_slots = np.flatnonzero(last_ts != NO_LAST)
+        last_rule, last_device = _sparse(last_offset, last_slots)
+        state = SnapshotState(
+            rule, entity, due, origin, raised_rule, raised_device, last_rule, last_device, last_ts[last_slots]
+        )
+        return encode_snapshot(self._tables, self.n_devices, self._n_homes, state)
 
     def restore(self, blob: bytes) -> None:
         """Replace the state by a snapshot's; ValueError if it belongs to other tables."""
-        rule, entity, due, origin = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
+        saved = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
         state = self._layout(self.n_devices, self._n_homes)
-        slots = state[0][rule] + entity
-        state[2][slots] = due
-        state[3][slots] = origin
+        slots = state[0][saved.rule] + saved.entity
+        state[2][slots] = saved.due
+        state[3][slots] = saved.origin
+        state[5][state[4][saved.raised_rule] + saved.raised_device] = 1
+        state[7][state[6][saved.last_rule] + saved.last_device] = saved.last_ts
         self._state = state
 
     def resize(self, device_home: np.ndarray) -> None:
@@ -141,30 +158,43 @@ class Engine:
         """
         new_home = check_device_home(device_home, at_least=self.n_devices)
         n_homes = _home_count(new_home, at_least=self._n_homes)
-        old_offset, old_count, old_due, old_origin = self._state
+        old = self._state
         state = self._layout(new_home.shape[0], n_homes)
-        new_offset, _, new_due, new_origin = state
-        for r in range(self._tables.n_rules):
-            old = slice(old_offset[r], old_offset[r] + old_count[r])
-            new = slice(new_offset[r], new_offset[r] + old_count[r])
-            new_due[new] = old_due[old]
-            new_origin[new] = old_origin[old]
+        # Each rule's old block goes to the start of its new, longer block; the entries of
+        # the new devices and homes stay idle. Blocks: (offset, count) -> columns.
+        owns_flags = self._tables.kind == KIND_HYSTERESIS
+        owns_last = self._tables.cancel_mask != 0
+        blocks = (
+            (0, old[1], (2, 3)),
+            (4, device_layout(owns_flags, self.n_devices)[1], (5,)),
+            (6, device_layout(owns_last, self.n_devices)[1], (7,)),
+        )
+        for offset_at, old_count, columns in blocks:
+            for r in range(self._tables.n_rules):
+                src = slice(old[offset_at][r], old[offset_at][r] + old_count[r])
+                dst = slice(state[offset_at][r], state[offset_at][r] + old_count[r])
+                for c in columns:
+                    state[c][dst] = old[c][src]
         self._device_home, self._n_homes, self._state = new_home, n_homes, state
 
     # -- internals -------------------------------------------------------------------------
 
-    def _layout(self, n_devices: int, n_homes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """A fresh, idle state tuple (slot_offset, slot_count, due, origin) for the sizes."""
+    def _layout(self, n_devices: int, n_homes: int) -> State:
+        """A fresh, idle state tuple (kernels.py's `state`) for the sizes."""
         offset, count = slot_layout(self._tables, n_devices, n_homes)
         n_slots = int(count.sum())
         due = np.full(n_slots, NO_DUE, np.int64)
         origin = np.zeros(n_slots, np.int64)
-        offset.flags.writeable = False
-        count.flags.writeable = False
-        return offset, count, due, origin
+        flag_offset, flag_count = device_layout(self._tables.kind == KIND_HYSTERESIS, n_devices)
+        flags = np.zeros(int(flag_count.sum()), np.int8)
+        last_offset, last_count = device_layout(self._tables.cancel_mask != 0, n_devices)
+        last_ts = np.full(int(last_count.sum()), NO_LAST, np.int64)
+        for array in (offset, count, flag_offset, last_offset):
+            array.flags.writeable = False
+        return offset, count, due, origin, flag_offset, flags, last_offset, last_ts
 
     def _pending_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        offset, count, due, origin = self._state
+        offset, count, due, origin = self._state[:4]
         slots = np.flatnonzero(due != NO_DUE)
         rule = np.searchsorted(offset + count, slots, side="right")
         return rule, slots - offset[rule], due[slots], origin[slots]
@@ -172,3 +202,11 @@ class Engine:
     def _warm(self) -> None:
         self.process(EventBatch.of([]))
         self.sweep(INT64_MIN)
+
+
+def _sparse(offset: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices into a per-device layout -> (rule, device) columns."""
+    if not slots.shape[0]:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rule = np.searchsorted(offset, slots, side="right") - 1
+    return rule, slots - offset[rule]

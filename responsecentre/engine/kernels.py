@@ -8,10 +8,13 @@ the kernel returns how many rows it wrote.
 The argument tuples (built by tables.py and engine.py, documented there):
 
     tables = (type_ptr, type_rules, kind, when_mask, unless_mask, op, threshold,
-              within_ms, scope)
-    state  = (slot_offset, slot_count, due, origin)
+              within_ms, scope, action, clear_op, clear_threshold, cancel_mask,
+              cancel_within_ms)
+    state  = (slot_offset, slot_count, due, origin,      # not-followed deadlines
+              flag_offset, flags,                        # hysteresis: raised or not
+              last_offset, last_ts)                      # cancel: the last trigger's ts
     batch  = (type_id, device, ts, value, has_value, seq)
-    out    = (rule, device, home, ts, origin, event)
+    out    = (rule, device, home, ts, origin, event, action)
 
 The semantics are written down in docs/rules.md and implemented a second time, for
 clarity, in reference.py; tests/test_engine_differential.py holds the two together. The
@@ -28,6 +31,12 @@ from numba import njit
 KIND_MATCH = 0
 KIND_THRESHOLD = 1
 KIND_NOT_FOLLOWED = 2
+KIND_HYSTERESIS = 3
+
+# What a decision asks of the alarm desk (tables.action, and the `action` output column).
+ACTION_RAISE = 0  # raise an alarm, or join the open one of (home, kind)
+ACTION_CLEAR = 1  # the condition went away: close the home's open alarm of the kind
+ACTION_CANCEL = 2  # the resident cancelled within the window: close it as cancelled
 
 # Threshold comparisons (tables.op): value <op> threshold.
 OP_LT = 0
@@ -44,6 +53,10 @@ SCOPE_HOME = 1
 # a plain minimum and "due <= now" false for idle slots.
 NO_DUE = np.iinfo(np.int64).max
 
+# `last_ts` of a device with no trigger that a cancel could still refer to (event times
+# are >= 0).
+NO_LAST = -1
+
 
 @njit(cache=True, nogil=True)
 def _passes(value, op, threshold):  # type: ignore[no-untyped-def]
@@ -59,14 +72,15 @@ def _passes(value, op, threshold):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _emit(out, n, rule, device, home, ts, origin, event):  # type: ignore[no-untyped-def]
-    out_rule, out_device, out_home, out_ts, out_origin, out_event = out
+def _emit(out, n, rule, device, home, ts, origin, event, action):  # type: ignore[no-untyped-def]
+    out_rule, out_device, out_home, out_ts, out_origin, out_event, out_action = out
     out_rule[n] = rule
     out_device[n] = device
     out_home[n] = home
     out_ts[n] = ts
     out_origin[n] = origin
     out_event[n] = event
+    out_action[n] = action
     return n + 1
 
 
@@ -75,10 +89,25 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
     """Run a batch of events in array order; returns the number of triggers in `out`.
 
     `out` must hold len(batch) * (most rules of any one type) rows: each (event, rule)
-    pair emits at most one trigger.
+    pair emits at most one decision (a cancel type is never a `when` type of its rule).
     """
-    type_ptr, type_rules, kind, when_mask, unless_mask, op, threshold, within_ms, scope = tables
-    slot_offset, _slot_count, due, origin = state
+    (
+        type_ptr,
+        type_rules,
+        kind,
+        when_mask,
+        unless_mask,
+        op,
+        threshold,
+        within_ms,
+        scope,
+        action,
+        clear_op,
+        clear_threshold,
+        cancel_mask,
+        cancel_within_ms,
+    ) = tables
+    slot_offset, _slot_count, due, origin, flag_offset, flags, last_offset, last_ts = state
     type_id, device, ts, value, has_value, seq = batch
     n = 0
     for i in range(type_id.shape[0]):
@@ -95,7 +124,7 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
                 s = slot_offset[r] + (h if home_scope else d)
                 # a: the deadline passed before this event; it fires first.
                 if due[s] != NO_DUE and due[s] < now:
-                    n = _emit(out, n, r, -1 if home_scope else d, h, due[s], origin[s], -1)
+                    n = _emit(out, n, r, -1 if home_scope else d, h, due[s], origin[s], -1, ACTION_RAISE)
                     due[s] = NO_DUE
                 # b: a follow-up in time cancels.
                 if (unless_mask[r] & bit) != 0 and due[s] != NO_DUE:
@@ -104,8 +133,30 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
                 if (when_mask[r] & bit) != 0 and due[s] == NO_DUE:
                     due[s] = now + within_ms[r]
                     origin[s] = seq[i]
+                continue
+            cancels = cancel_mask[r] != 0
+            if cancels and (cancel_mask[r] & bit) != 0:
+                # The resident's cancel: counts within the window after the device's last
+                # trigger of this rule, once.
+                s = last_offset[r] + d
+                if last_ts[s] != NO_LAST and last_ts[s] <= now and now - last_ts[s] <= cancel_within_ms[r]:
+                    n = _emit(out, n, r, d, h, now, seq[i], i, ACTION_CANCEL)
+                    last_ts[s] = NO_LAST
+                continue
+            if rule_kind == KIND_HYSTERESIS:
+                if has_value[i]:
+                    s = flag_offset[r] + d
+                    if flags[s] == 0:
+                        if _passes(value[i], op[r], threshold[r]):
+                            n = _emit(out, n, r, d, h, now, seq[i], i, ACTION_RAISE)
+                            flags[s] = 1
+                    elif _passes(value[i], clear_op[r], clear_threshold[r]):
+                        n = _emit(out, n, r, d, h, now, seq[i], i, ACTION_CLEAR)
+                        flags[s] = 0
             elif rule_kind == KIND_MATCH or (has_value[i] and _passes(value[i], op[r], threshold[r])):
-                n = _emit(out, n, r, d, h, now, seq[i], i)
+                n = _emit(out, n, r, d, h, now, seq[i], i, action[r])
+                if cancels:
+                    last_ts[last_offset[r] + d] = now
     return n
 
 
@@ -117,7 +168,7 @@ def sweep_due(tables, state, device_home, now, out):  # type: ignore[no-untyped-
     """
     kind = tables[2]
     scope = tables[8]
-    slot_offset, slot_count, due, origin = state
+    slot_offset, slot_count, due, origin = state[0], state[1], state[2], state[3]
     n = 0
     for r in range(kind.shape[0]):
         if kind[r] != KIND_NOT_FOLLOWED:
@@ -128,8 +179,8 @@ def sweep_due(tables, state, device_home, now, out):  # type: ignore[no-untyped-
             s = base + e
             if due[s] <= now and due[s] != NO_DUE:
                 if home_scope:
-                    n = _emit(out, n, r, -1, e, due[s], origin[s], -1)
+                    n = _emit(out, n, r, -1, e, due[s], origin[s], -1, ACTION_RAISE)
                 else:
-                    n = _emit(out, n, r, e, device_home[e], due[s], origin[s], -1)
+                    n = _emit(out, n, r, e, device_home[e], due[s], origin[s], -1, ACTION_RAISE)
                 due[s] = NO_DUE
     return n

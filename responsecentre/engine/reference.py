@@ -19,9 +19,12 @@ from collections.abc import Callable
 import numpy as np
 
 from responsecentre.contract import EVENT_TYPES
+from responsecentre.engine.kernels import ACTION_CANCEL, ACTION_CLEAR, ACTION_RAISE
 from responsecentre.engine.rules import Op, Rule, RuleKind, RulePack
 from responsecentre.engine.tables import (
     EventBatch,
+    SnapshotState,
+    TriggerRow,
     Triggers,
     check_device_home,
     check_now,
@@ -40,7 +43,8 @@ _COMPARE: dict[Op, Callable[[float, float], bool]] = {
     Op.EQ: operator.eq,
 }
 
-Row = tuple[int, int, int, int, int, int]  # rule, device, home, ts, origin, event
+Row = TriggerRow  # rule, device, home, ts, origin, event, action
+_ACTION = {"raise": ACTION_RAISE, "clear": ACTION_CLEAR}
 
 
 class ReferenceEngine:
@@ -54,6 +58,10 @@ class ReferenceEngine:
         self._n_homes = max(self._device_home, default=-1) + 1
         # (rule index, entity) -> (due, origin); entity is a device or a home index.
         self._pending: dict[tuple[int, int], tuple[int, int]] = {}
+        # (rule index, device) of every hysteresis rule that has raised and not cleared.
+        self._raised: set[tuple[int, int]] = set()
+        # (rule index, device) -> ts of the last trigger a resident's cancel may refer to.
+        self._last: dict[tuple[int, int], int] = {}
         # event type name -> indices of the rules it involves, in pack order, each once.
         self._rules_for: dict[str, list[int]] = {name: [] for name in EVENT_TYPES}
         for index, rule in enumerate(pack.rules):
@@ -84,10 +92,32 @@ class ReferenceEngine:
             ts = times[i]
             for index in self._rules_for[event_type]:
                 rule = self._pack.rules[index]
+                key = (index, device)
                 if rule.kind is RuleKind.NOT_FOLLOWED:
                     self._not_followed(index, rule, event_type, device, home, ts, seqs[i], out)
-                elif rule.kind is RuleKind.MATCH or (has_values[i] and self._passes(rule, values[i])):
-                    out.append((index, device, home, ts, seqs[i], i))
+                elif event_type in rule.cancel_by:
+                    # The resident's cancel: within the window after the device's last
+                    # trigger of this rule (not before it), and once.
+                    last = self._last.get(key)
+                    if last is not None and last <= ts <= last + rule.cancel_within_ms:
+                        out.append((index, device, home, ts, seqs[i], i, ACTION_CANCEL))
+                        del self._last[key]
+                elif rule.kind is RuleKind.HYSTERESIS:
+                    if not has_values[i]:
+                        continue
+                    if key not in self._raised:
+                        if self._passes(rule.op, rule.threshold, values[i]):
+                            out.append((index, device, home, ts, seqs[i], i, ACTION_RAISE))
+                            self._raised.add(key)
+                    elif self._passes(rule.clear_op, rule.clear_threshold, values[i]):
+                        out.append((index, device, home, ts, seqs[i], i, ACTION_CLEAR))
+                        self._raised.discard(key)
+                elif rule.kind is RuleKind.MATCH or (
+                    has_values[i] and self._passes(rule.op, rule.threshold, values[i])
+                ):
+                    out.append((index, device, home, ts, seqs[i], i, _ACTION[rule.action]))
+                    if rule.cancel_by:
+                        self._last[key] = ts
         return Triggers.from_rows(out)
 
     def _not_followed(
@@ -106,7 +136,7 @@ class ReferenceEngine:
         # a. The deadline passed before this event: it fires, at its own time.
         if pending is not None and pending[0] < ts:
             due, origin = pending
-            out.append((index, -1 if rule.scope == "home" else device, home, due, origin, -1))
+            out.append((index, -1 if rule.scope == "home" else device, home, due, origin, -1, ACTION_RAISE))
             del self._pending[key]
             pending = None
         # b. A follow-up in time cancels the deadline.
@@ -118,9 +148,9 @@ class ReferenceEngine:
             self._pending[key] = (ts + rule.within_ms, seq)
 
     @staticmethod
-    def _passes(rule: Rule, value: float) -> bool:
-        assert rule.op is not None and rule.threshold is not None
-        return _COMPARE[rule.op](value, rule.threshold)
+    def _passes(op: Op | None, threshold: float | None, value: float) -> bool:
+        assert op is not None and threshold is not None
+        return _COMPARE[op](value, threshold)
 
     def sweep(self, now_ms: int) -> Triggers:
         now = check_now(now_ms)
@@ -130,9 +160,9 @@ class ReferenceEngine:
             if due <= now:
                 index, entity = key
                 if self._pack.rules[index].scope == "home":
-                    out.append((index, -1, entity, due, origin, -1))
+                    out.append((index, -1, entity, due, origin, -1, ACTION_RAISE))
                 else:
-                    out.append((index, entity, self._device_home[entity], due, origin, -1))
+                    out.append((index, entity, self._device_home[entity], due, origin, -1, ACTION_RAISE))
                 del self._pending[key]
         return Triggers.from_rows(out)
 
@@ -144,23 +174,36 @@ class ReferenceEngine:
 
     def snapshot(self) -> bytes:
         keys = sorted(self._pending)
-        return encode_snapshot(
-            self._tables,
-            self.n_devices,
-            self._n_homes,
-            [rule for rule, _ in keys],
-            [entity for _, entity in keys],
-            [self._pending[key][0] for key in keys],
-            [self._pending[key][1] for key in keys],
+        raised = sorted(self._raised)
+        last = sorted(self._last)
+        state = SnapshotState(
+            rule=np.array([rule for rule, _ in keys], np.int64),
+            entity=np.array([entity for _, entity in keys], np.int64),
+            due=np.array([self._pending[key][0] for key in keys], np.int64),
+            origin=np.array([self._pending[key][1] for key in keys], np.int64),
+            raised_rule=np.array([rule for rule, _ in raised], np.int64),
+            raised_device=np.array([device for _, device in raised], np.int64),
+            last_rule=np.array([rule for rule, _ in last], np.int64),
+            last_device=np.array([device for _, device in last], np.int64),
+            last_ts=np.array([self._last[key] for key in last], np.int64),
         )
+        return encode_snapshot(self._tables, self.n_devices, self._n_homes, state)
 
     def restore(self, blob: bytes) -> None:
-        columns = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
-        rules, entities, dues, origins = (column.tolist() for column in columns)
+        saved = decode_snapshot(blob, self._tables, self.n_devices, self._n_homes)
+        rules, entities, dues, origins = (c.tolist() for c in (saved.rule, saved.entity, saved.due, saved.origin))
         self._pending = {
             (rule, entity): (due, origin)
             for rule, entity, due, origin in zip(rules, entities, dues, origins, strict=True)
         }
+        self._raised = set(zip(saved.raised_rule.tolist(), saved.raised_device.tolist(), strict=True))
+        self._last = dict(
+            zip(
+                zip(saved.last_rule.tolist(), saved.last_device.tolist(), strict=True),
+                saved.last_ts.tolist(),
+                strict=True,
+            )
+        )
 
     def resize(self, device_home: np.ndarray) -> None:
         self._device_home = check_device_home(device_home, at_least=self.n_devices).tolist()

@@ -9,6 +9,10 @@ silently turn a "not followed by" rule into a plain match that pages a nurse for
 fall that was cancelled.
 
 The language itself is documented in docs/rules.md.
+
+Some mistakes only show across rules (a `clear` for an alarm kind that no rule raises, a
+hysteresis rule whose kind is not declared auto-clearable); they are checked after every
+rule is read and still reported at the line of the node that is wrong.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import difflib
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +34,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from responsecentre.contract import EVENT_TYPES, TYPE_ID
 
 __all__ = [
+    "DEFAULT_CANCEL_WITHIN_MS",
     "MAX_DURATION_MS",
     "Op",
     "Priority",
@@ -47,7 +52,11 @@ __all__ = [
 # away from the int64 limit the kernels use as "no deadline pending".
 MAX_DURATION_MS = 365 * 24 * 3600 * 1000
 
+# The resident's cancel window when a rule's `cancel` does not say (the issue's "2 min").
+DEFAULT_CANCEL_WITHIN_MS = 2 * 60_000
+
 Scope = Literal["device", "home"]
+Action = Literal["raise", "clear"]
 
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _IDENT = re.compile(r"[a-z0-9_-]+")
@@ -89,6 +98,7 @@ class RuleKind(StrEnum):
     MATCH = "match"  # `when` only: every matching event raises
     THRESHOLD = "threshold"  # `when` + `value`: a matching event whose value passes the test
     NOT_FOLLOWED = "not_followed"  # `when` + `unless`: a deadline that a follow-up cancels
+    HYSTERESIS = "hysteresis"  # `value` with `clear_above`/`clear_below`: raise once, then clear
 
 
 class Op(StrEnum):
@@ -102,37 +112,61 @@ class Op(StrEnum):
 
 
 _VALUE_OPS = {"below": Op.LT, "at_most": Op.LE, "above": Op.GT, "at_least": Op.GE, "equals": Op.EQ}
+# The clearing bound of a hysteresis rule, and the comparisons it may go with: a low
+# reading raises and a high one clears, or the other way round.
+_CLEAR_OPS = {"clear_above": Op.GT, "clear_below": Op.LT}
+_CLEAR_PAIRS = {"clear_above": ("below", "at_most"), "clear_below": ("above", "at_least")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rule:
-    """One validated rule. `when`/`unless` hold event type names with families expanded."""
+    """One validated rule. `when`/`unless`/`cancel_by` hold type names, families expanded.
+
+    `action` is what a firing decides: "raise" an alarm of kind `alarm`, or "clear" the
+    home's open alarm of that kind. A clear rule has no `raise:` of its own; it carries
+    the priority and chain of the first rule that raises its kind, so that every rule
+    describes a complete alarm (the shell and the tools need not special-case it).
+    """
 
     name: str
     kind: RuleKind
     when: tuple[str, ...]
-    op: Op | None = None  # THRESHOLD only
-    threshold: float | None = None  # THRESHOLD only
+    op: Op | None = None  # THRESHOLD and HYSTERESIS: the raising comparison
+    threshold: float | None = None  # THRESHOLD and HYSTERESIS
+    clear_op: Op | None = None  # HYSTERESIS only: the clearing comparison
+    clear_threshold: float | None = None  # HYSTERESIS only
     unless: tuple[str, ...] = ()  # NOT_FOLLOWED only
     within_ms: int = 0  # NOT_FOLLOWED only
     scope: Scope = "device"  # whose follow-up cancels a NOT_FOLLOWED deadline
-    alarm: str  # the alarm kind raised (`raise.kind` in YAML)
+    cancel_by: tuple[str, ...] = ()  # the resident's cancel (MATCH/THRESHOLD raising rules)
+    cancel_within_ms: int = 0  # how long after the trigger a cancel counts (with cancel_by)
+    action: Action = "raise"
+    alarm: str  # the alarm kind raised (`raise.kind`) or cleared (`clear.kind`)
     priority: Priority
     chain: str
     line: int = 0  # 1-based line of the rule in its file, for messages
 
     @property
     def types(self) -> tuple[str, ...]:
-        """Every event type this rule reacts to (`when`, then the rest of `unless`)."""
-        return self.when + tuple(t for t in self.unless if t not in self.when)
+        """Every event type this rule reacts to (`when`, then `unless`, then `cancel_by`)."""
+        out = list(self.when)
+        out += [t for t in self.unless if t not in out]
+        out += [t for t in self.cancel_by if t not in out]
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
 class RulePack:
-    """An ordered set of rules; a rule's index in `rules` is its id in the engine's output."""
+    """An ordered set of rules; a rule's index in `rules` is its id in the engine's output.
+
+    `auto_clear` holds the alarm kinds the pack declares auto-clearable (`alarms:`): only
+    those may be closed by a clear decision, since closing an alarm without a person is a
+    choice the municipality makes per kind, not a side effect of a rule.
+    """
 
     rules: tuple[Rule, ...] = ()
     source: str = field(default="<string>", compare=False)  # file name, for messages
+    auto_clear: frozenset[str] = frozenset()
 
     def index(self, name: str) -> int:
         """The engine's id of the rule called `name` (KeyError if there is none)."""
@@ -257,37 +291,107 @@ class _Parser:
             raise RuleError(self.source, 1, f"invalid YAML: {exc}") from None
         if root is None:
             raise RuleError(self.source, 1, "empty rule pack (expected 'version: 1' and 'rules:')")
-        top = self.mapping(root, "the rule pack", ("version", "rules"), ("version", "rules"))
+        top = self.mapping(root, "the rule pack", ("version", "alarms", "rules"), ("version", "rules"))
         version_node = top["version"][1]
         version = self.scalar(version_node, "version")
         if version != 1 or isinstance(version, bool):
             raise self.fail(version_node, f"unsupported version {version!r} (this engine reads 1)")
+        auto_clear = self.alarms(top["alarms"][1]) if "alarms" in top else {}
         rules_node = top["rules"][1]
         if isinstance(rules_node, ScalarNode) and self.scalar(rules_node, "rules") is None:
-            return RulePack((), self.source)  # `rules:` with nothing under it
+            return RulePack((), self.source, frozenset(auto_clear))  # `rules:` with nothing under it
         if not isinstance(rules_node, SequenceNode):
             raise self.fail(rules_node, f"rules must be a list, not a {_shape(rules_node)}")
         rules: list[Rule] = []
         seen: dict[str, int] = {}
+        clears: list[tuple[int, Node]] = []  # (rule index, node naming the cleared kind)
         for item in rules_node.value:
-            rule = self.rule(item)
+            rule, clear_node = self.rule(item)
             if rule.name in seen:
                 first = seen[rule.name]
                 raise self.fail(item, f"duplicate rule name {rule.name!r} (first at line {first})")
             seen[rule.name] = rule.line
+            if clear_node is not None:
+                clears.append((len(rules), clear_node))
             rules.append(rule)
-        return RulePack(tuple(rules), self.source)
+        self.check_clears(rules, clears, auto_clear)
+        return RulePack(tuple(rules), self.source, frozenset(auto_clear))
 
-    def rule(self, node: Node) -> Rule:
+    def alarms(self, node: Node) -> dict[str, int]:
+        """`alarms: {kind: {auto_clear: true}}` -> {auto-clearable kind: line}."""
+        if isinstance(node, ScalarNode) and self.scalar(node, "alarms") is None:
+            return {}
+        if not isinstance(node, MappingNode):
+            raise self.fail(node, f"alarms must be a mapping (alarm kind: options), not a {_shape(node)}")
+        out: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            kind = self.identifier(key_node, "alarm kind", _IDENT, _IDENT_CHARS)
+            line = key_node.start_mark.line + 1
+            if kind in seen:
+                raise self.fail(key_node, f"duplicate alarm kind {kind!r} in alarms (first at line {seen[kind]})")
+            seen[kind] = line
+            options = self.mapping(value_node, f"alarms.{kind}", ("auto_clear",), ("auto_clear",))
+            flag_node = options["auto_clear"][1]
+            flag = self.scalar(flag_node, "auto_clear")
+            if not isinstance(flag, bool):
+                raise self.fail(flag_node, f"auto_clear must be true or false, not {flag!r}")
+            if flag:
+                out[kind] = line
+        return out
+
+    def check_clears(self, rules: list[Rule], clears: list[tuple[int, Node]], auto_clear: dict[str, int]) -> None:
+        """Cross-rule checks, and a clear rule's priority and chain taken from the rule that
+        raises its kind. Clearing is only for kinds that a rule raises (otherwise the clear
+        is a typo that would never close anything) and that the pack declares auto-clearable."""
+        raisers: dict[str, Rule] = {}
+        for rule in rules:
+            if rule.action == "raise":
+                raisers.setdefault(rule.alarm, rule)
+        declare = "declare it under 'alarms:' as {kind}: {{auto_clear: true}}"
+        for index, node in clears:
+            rule = rules[index]
+            raiser = raisers.get(rule.alarm)
+            if raiser is None:
+                raised = ", ".join(sorted(raisers)) or "none"
+                hint = _suggest(rule.alarm, sorted(raisers))
+                message = f"clear names alarm kind {rule.alarm!r}, which no rule raises{hint} (raised: {raised})"
+                raise self.fail(node, message)
+            if rule.alarm not in auto_clear:
+                message = f"alarm kind {rule.alarm!r} is not auto-clearable; " + declare.format(kind=rule.alarm)
+                raise self.fail(node, message)
+            rules[index] = replace(rule, priority=raiser.priority, chain=raiser.chain)
+        for rule in rules:
+            if rule.kind is RuleKind.HYSTERESIS and rule.alarm not in auto_clear:
+                word = "clear_above" if rule.clear_op is Op.GT else "clear_below"
+                message = (
+                    f"rule {rule.name!r} clears alarm kind {rule.alarm!r} with {word}, but that kind is not "
+                    "auto-clearable; " + declare.format(kind=rule.alarm)
+                )
+                raise RuleError(self.source, rule.line, message)
+
+    def rule(self, node: Node) -> tuple[Rule, Node | None]:
+        """One rule, and for a clear rule the node of its kind (checked across rules later)."""
         keys = self.mapping(
             node,
             "a rule",
-            ("name", "when", "value", "unless", "scope", "raise"),
-            ("name", "when", "raise"),
+            ("name", "when", "value", "unless", "scope", "cancel", "raise", "clear"),
+            ("name", "when"),
         )
         name = self.identifier(keys["name"][1], "rule name", _NAME, _NAME_CHARS)
         when = self.types(keys["when"][1], "when")
-        alarm, priority, chain = self.raise_(keys["raise"][1])
+        if "raise" in keys and "clear" in keys:
+            raise self.fail(keys["clear"][0], "a rule takes either 'raise' or 'clear', not both")
+        if "raise" not in keys and "clear" not in keys:
+            raise self.fail(node, "a rule needs 'raise' (an alarm) or 'clear' (close one)")
+        clear_node: Node | None = None
+        action: Action = "raise"
+        if "raise" in keys:
+            alarm, priority, chain = self.raise_(keys["raise"][1])
+        else:
+            action = "clear"
+            alarm, clear_node = self.clear(keys["clear"][1])
+            priority, chain = Priority.LOW, ""  # taken from the raising rule in check_clears
         if "value" in keys and "unless" in keys:
             raise self.fail(
                 keys["unless"][0],
@@ -295,33 +399,63 @@ class _Parser:
             )
         if "scope" in keys and "unless" not in keys:
             raise self.fail(keys["scope"][0], "'scope' applies only to rules with 'unless'")
+        if action == "clear" and "unless" in keys:
+            raise self.fail(keys["unless"][0], "a clear rule takes no 'unless' (it clears on the event itself)")
+        if "cancel" in keys:
+            if action == "clear":
+                raise self.fail(keys["cancel"][0], "'cancel' applies only to rules that raise")
+            if "unless" in keys:
+                raise self.fail(
+                    keys["cancel"][0], "'cancel' does not go with 'unless' (put the cancel in 'followed_by')"
+                )
         kind = RuleKind.MATCH
         op: Op | None = None
         threshold: float | None = None
+        clear_op: Op | None = None
+        clear_threshold: float | None = None
         unless: tuple[str, ...] = ()
         within_ms = 0
         scope: Scope = "device"
+        cancel_by: tuple[str, ...] = ()
+        cancel_within_ms = 0
         if "value" in keys:
             kind = RuleKind.THRESHOLD
-            op, threshold = self.value(keys["value"][1])
+            op, threshold, clear = self.value(keys["value"][1])
+            if clear is not None:
+                clear_word_node, clear_op, clear_threshold = clear
+                if action == "clear":
+                    raise self.fail(clear_word_node, "a clear rule takes no clear_above or clear_below")
+                if "cancel" in keys:
+                    raise self.fail(keys["cancel"][0], "'cancel' does not go with clear_above or clear_below")
+                kind = RuleKind.HYSTERESIS
         if "unless" in keys:
             kind = RuleKind.NOT_FOLLOWED
             unless, within_ms = self.unless(keys["unless"][1])
             if "scope" in keys:
                 scope = self.scope(keys["scope"][1])
-        return Rule(
-            name=name,
-            kind=kind,
-            when=when,
-            op=op,
-            threshold=threshold,
-            unless=unless,
-            within_ms=within_ms,
-            scope=scope,
-            alarm=alarm,
-            priority=priority,
-            chain=chain,
-            line=node.start_mark.line + 1,
+        if "cancel" in keys:
+            cancel_by, cancel_within_ms = self.cancel(keys["cancel"][1], when)
+        return (
+            Rule(
+                name=name,
+                kind=kind,
+                when=when,
+                op=op,
+                threshold=threshold,
+                clear_op=clear_op,
+                clear_threshold=clear_threshold,
+                unless=unless,
+                within_ms=within_ms,
+                scope=scope,
+                cancel_by=cancel_by,
+                cancel_within_ms=cancel_within_ms,
+                action=action,
+                alarm=alarm,
+                priority=priority,
+                chain=chain,
+                line=node.start_mark.line + 1,
+            ),
+            clear_node,
         )
 
     def types(self, node: Node, what: str) -> tuple[str, ...]:
@@ -361,16 +495,61 @@ class _Parser:
         chain = self.identifier(keys["chain"][1], "chain", _IDENT, _IDENT_CHARS)
         return kind, Priority(priority), chain
 
-    def value(self, node: Node) -> tuple[Op, float]:
-        keys = self.mapping(node, "value", tuple(_VALUE_OPS))
-        if len(keys) != 1:
-            raise self.fail(node, f"value takes exactly one of {', '.join(_VALUE_OPS)}")
-        ((word, (_, number_node)),) = keys.items()
-        number = self.scalar(number_node, word)
+    def clear(self, node: Node) -> tuple[str, Node]:
+        keys = self.mapping(node, "clear", ("kind",), ("kind",))
+        kind_node = keys["kind"][1]
+        return self.identifier(kind_node, "alarm kind", _IDENT, _IDENT_CHARS), kind_node
+
+    def number(self, node: Node, word: str) -> float:
+        number = self.scalar(node, word)
         numeric = isinstance(number, int | float) and not isinstance(number, bool)
         if not numeric or not math.isfinite(number):
-            raise self.fail(number_node, f"{word} must be a finite number, not {number!r}")
-        return _VALUE_OPS[word], float(number)
+            raise self.fail(node, f"{word} must be a finite number, not {number!r}")
+        return float(number)
+
+    def value(self, node: Node) -> tuple[Op, float, tuple[Node, Op, float] | None]:
+        """The comparison, and for hysteresis (key node of the clear word, clear op, bound)."""
+        keys = self.mapping(node, "value", (*_VALUE_OPS, *_CLEAR_OPS))
+        compare = [word for word in keys if word in _VALUE_OPS]
+        clears = [word for word in keys if word in _CLEAR_OPS]
+        if len(compare) != 1:
+            raise self.fail(node, f"value takes exactly one of {', '.join(_VALUE_OPS)}")
+        if len(clears) > 1:
+            raise self.fail(keys[clears[1]][0], "value takes at most one of clear_above, clear_below")
+        (word,) = compare
+        threshold = self.number(keys[word][1], word)
+        if not clears:
+            return _VALUE_OPS[word], threshold, None
+        (clear_word,) = clears
+        clear_key, clear_node = keys[clear_word]
+        bound = self.number(clear_node, clear_word)
+        if word not in _CLEAR_PAIRS[clear_word]:
+            pairs = " or ".join(_CLEAR_PAIRS[clear_word])
+            raise self.fail(clear_key, f"{clear_word} goes with {pairs}, not with {word}")
+        if (clear_word == "clear_above" and bound < threshold) or (clear_word == "clear_below" and bound > threshold):
+            side = "below" if clear_word == "clear_above" else "above"
+            raise self.fail(
+                clear_node,
+                f"{clear_word} {_num(bound)} is {side} the threshold ({word} {_num(threshold)}): "
+                f"a reading would both raise and clear",
+            )
+        return _VALUE_OPS[word], threshold, (clear_key, _CLEAR_OPS[clear_word], bound)
+
+    def cancel(self, node: Node, when: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+        keys = self.mapping(node, "cancel", ("by", "within"), ("by",))
+        by_node = keys["by"][1]
+        by = self.types(by_node, "by")
+        both = [t for t in by if t in when]
+        if both:
+            raise self.fail(by_node, f"cancel by {both[0]!r}, which is also in 'when': it cannot both raise and cancel")
+        within_ms = DEFAULT_CANCEL_WITHIN_MS
+        if "within" in keys:
+            within_node = keys["within"][1]
+            try:
+                within_ms = parse_duration(self.scalar(within_node, "within"))
+            except ValueError as exc:
+                raise self.fail(within_node, str(exc)) from None
+        return by, within_ms
 
     def unless(self, node: Node) -> tuple[tuple[str, ...], int]:
         fields = ("followed_by", "within")
@@ -398,6 +577,11 @@ def _shape(node: Node) -> str:
     if isinstance(node, SequenceNode):
         return "list"
     return "single value"
+
+
+def _num(x: float) -> str:
+    """A bound as the author wrote it: 15, not 15.0."""
+    return str(int(x)) if x.is_integer() else str(x)
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:

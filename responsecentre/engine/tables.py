@@ -23,6 +23,10 @@ import numpy as np
 
 from responsecentre.contract import EVENT_TYPES, TYPE_ID
 from responsecentre.engine.kernels import (
+    ACTION_CANCEL,
+    ACTION_CLEAR,
+    ACTION_RAISE,
+    KIND_HYSTERESIS,
     KIND_MATCH,
     KIND_NOT_FOLLOWED,
     KIND_THRESHOLD,
@@ -38,16 +42,20 @@ from responsecentre.engine.kernels import (
 from responsecentre.engine.rules import Op, RuleKind, RulePack
 
 __all__ = [
+    "ACTIONS",
     "INT64_MIN",
     "MAX_TS",
     "EventBatch",
     "EventRow",
+    "SnapshotState",
     "Tables",
+    "TriggerRow",
     "Triggers",
     "check_device_home",
     "check_now",
     "compile_tables",
     "decode_snapshot",
+    "device_layout",
     "encode_snapshot",
     "slot_layout",
 ]
@@ -58,6 +66,11 @@ MAX_TS = 2**53
 
 _KIND = {RuleKind.MATCH: KIND_MATCH, RuleKind.THRESHOLD: KIND_THRESHOLD}
 _KIND[RuleKind.NOT_FOLLOWED] = KIND_NOT_FOLLOWED
+_KIND[RuleKind.HYSTERESIS] = KIND_HYSTERESIS
+_ACTION = {"raise": ACTION_RAISE, "clear": ACTION_CLEAR}
+
+# The `action` output column's codes by name, for the shell and for tests.
+ACTIONS = {ACTION_RAISE: "raise", ACTION_CLEAR: "clear", ACTION_CANCEL: "cancel"}
 _OP = {Op.LT: OP_LT, Op.LE: OP_LE, Op.GT: OP_GT, Op.GE: OP_GE, Op.EQ: OP_EQ}
 _SCOPE = {"device": SCOPE_DEVICE, "home": SCOPE_HOME}
 
@@ -77,6 +90,11 @@ class Tables:
     threshold: np.ndarray  # float64 (threshold rules; 0.0 otherwise)
     within_ms: np.ndarray  # int64 (not-followed rules; 0 otherwise)
     scope: np.ndarray  # int8: SCOPE_* code
+    action: np.ndarray  # int8: ACTION_RAISE or ACTION_CLEAR, what a firing decides
+    clear_op: np.ndarray  # int8: OP_* code of a hysteresis rule's clearing bound (0 otherwise)
+    clear_threshold: np.ndarray  # float64 (hysteresis rules; 0.0 otherwise)
+    cancel_mask: np.ndarray  # int64: bit t set if type t is the resident's cancel of the rule
+    cancel_within_ms: np.ndarray  # int64 (rules with a cancel; 0 otherwise)
     max_rules_per_type: int  # sizes the process kernel's output buffer
     fingerprint: bytes  # sha256 of everything above: a snapshot belongs to one fingerprint
 
@@ -96,6 +114,11 @@ class Tables:
             self.threshold,
             self.within_ms,
             self.scope,
+            self.action,
+            self.clear_op,
+            self.clear_threshold,
+            self.cancel_mask,
+            self.cancel_within_ms,
         )
 
 
@@ -109,6 +132,11 @@ def compile_tables(pack: RulePack) -> Tables:
     threshold = np.zeros(n, np.float64)
     within_ms = np.zeros(n, np.int64)
     scope = np.zeros(n, np.int8)
+    action = np.zeros(n, np.int8)
+    clear_op = np.zeros(n, np.int8)
+    clear_threshold = np.zeros(n, np.float64)
+    cancel_mask = np.zeros(n, np.int64)
+    cancel_within_ms = np.zeros(n, np.int64)
     by_type: list[list[int]] = [[] for _ in EVENT_TYPES]
     for r, rule in enumerate(pack.rules):
         kind[r] = _KIND[rule.kind]
@@ -119,6 +147,12 @@ def compile_tables(pack: RulePack) -> Tables:
             threshold[r] = rule.threshold
         within_ms[r] = rule.within_ms
         scope[r] = _SCOPE[rule.scope]
+        action[r] = _ACTION[rule.action]
+        if rule.clear_op is not None and rule.clear_threshold is not None:
+            clear_op[r] = _OP[rule.clear_op]
+            clear_threshold[r] = rule.clear_threshold
+        cancel_mask[r] = _mask(rule.cancel_by)
+        cancel_within_ms[r] = rule.cancel_within_ms
         for name in rule.types:
             by_type[TYPE_ID[name]].append(r)
     counts = np.array([len(rules) for rules in by_type], np.int32)
@@ -135,8 +169,13 @@ def compile_tables(pack: RulePack) -> Tables:
         "threshold": threshold,
         "within_ms": within_ms,
         "scope": scope,
+        "action": action,
+        "clear_op": clear_op,
+        "clear_threshold": clear_threshold,
+        "cancel_mask": cancel_mask,
+        "cancel_within_ms": cancel_within_ms,
     }
-    digest = hashlib.sha256(b"responsecentre-engine-tables-v1\n")
+    digest = hashlib.sha256(b"responsecentre-engine-tables-v2\n")
     digest.update("\n".join(EVENT_TYPES).encode())
     for name, array in arrays.items():
         digest.update(f"\n{name}:{array.dtype.str}:{array.shape}\n".encode())
@@ -161,10 +200,21 @@ def slot_layout(tables: Tables, n_devices: int, n_homes: int) -> tuple[np.ndarra
         np.where(tables.scope == SCOPE_HOME, n_homes, n_devices),
         0,
     ).astype(np.int64)
-    offset = np.zeros(tables.n_rules, np.int64)
-    if tables.n_rules:
+    return _offsets(count), count
+
+
+def device_layout(owns: np.ndarray, n_devices: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, count) per rule for per-device state: a block of `n_devices` entries for
+    each rule where `owns` is true (hysteresis flags, cancel windows), none for others."""
+    count = np.where(owns, n_devices, 0).astype(np.int64)
+    return _offsets(count), count
+
+
+def _offsets(count: np.ndarray) -> np.ndarray:
+    offset = np.zeros(count.shape[0], np.int64)
+    if count.shape[0]:
         np.cumsum(count[:-1], out=offset[1:])
-    return offset, count
+    return offset
 
 
 INT64_MIN = int(np.iinfo(np.int64).min)
@@ -292,7 +342,10 @@ _TRIGGER_DTYPES = {
     "ts": np.int64,
     "origin": np.int64,
     "event": np.int32,
+    "action": np.int8,
 }
+
+TriggerRow: TypeAlias = tuple[int, int, int, int, int, int, int]
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,7 +355,8 @@ class Triggers:
     `rule` indexes `pack.rules`; `device` is -1 for a home-scoped deadline; `ts` is the
     event's time, or the deadline for a deadline; `origin` is the `seq` of the event that
     matched or armed the deadline (the shell's idempotency key); `event` is the row in the
-    processed batch, or -1 for a deadline.
+    processed batch, or -1 for a deadline; `action` is ACTION_RAISE, ACTION_CLEAR or
+    ACTION_CANCEL (names in `ACTIONS`).
     """
 
     rule: np.ndarray  # int32
@@ -311,6 +365,7 @@ class Triggers:
     ts: np.ndarray  # int64
     origin: np.ndarray  # int64
     event: np.ndarray  # int32
+    action: np.ndarray  # int8
 
     def __len__(self) -> int:
         return int(self.rule.shape[0])
@@ -321,8 +376,8 @@ class Triggers:
         return cls(**{name: np.empty(n, dtype) for name, dtype in _TRIGGER_DTYPES.items()})
 
     @classmethod
-    def from_rows(cls, rows: list[tuple[int, int, int, int, int, int]]) -> Triggers:
-        """Build from (rule, device, home, ts, origin, event) tuples."""
+    def from_rows(cls, rows: list[TriggerRow]) -> Triggers:
+        """Build from (rule, device, home, ts, origin, event, action) tuples."""
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in _TRIGGER_DTYPES]
         return cls(
             **{
@@ -333,14 +388,14 @@ class Triggers:
 
     def columns(self) -> tuple[np.ndarray, ...]:
         """The `out` tuple of kernels.py."""
-        return (self.rule, self.device, self.home, self.ts, self.origin, self.event)
+        return (self.rule, self.device, self.home, self.ts, self.origin, self.event, self.action)
 
     def head(self, n: int) -> Triggers:
         """A copy of the first `n` rows (the buffer they come from is reused)."""
         return Triggers(*(column[:n].copy() for column in self.columns()))
 
-    def rows(self) -> list[tuple[int, int, int, int, int, int]]:
-        """Plain (rule, device, home, ts, origin, event) tuples, for tests and logs."""
+    def rows(self) -> list[TriggerRow]:
+        """Plain (rule, device, home, ts, origin, event, action) tuples, for tests and logs."""
         return list(zip(*(column.tolist() for column in self.columns()), strict=True))
 
 
@@ -348,41 +403,55 @@ class Triggers:
 #
 # Both engines write the same bytes for the same state (the differential test compares
 # them), so either can restore the other's snapshot. Layout, little-endian:
-#   header: magic (8 bytes), table fingerprint (32), n_devices (i64), n_homes (i64), n (i64)
-#   then n pending slots in slot order as four columns: rule (i32), entity (i32),
-#   due (i64), origin (i64); entity is a device index or a home index (the rule's scope).
-# Sparse rather than dense: the pending slots are few, and the format outlives the slot
-# layout, which changes whenever devices are added.
+#   header: magic (8 bytes), table fingerprint (32), n_devices (i64), n_homes (i64),
+#           n pending (i64), n raised (i64), n last (i64)
+#   pending slots in slot order, as four columns: rule (i32), entity (i32), due (i64),
+#     origin (i64); entity is a device index or a home index (the rule's scope);
+#   raised hysteresis flags in (rule, device) order: rule (i32), device (i32);
+#   cancel windows in (rule, device) order: rule (i32), device (i32), last trigger ts (i64).
+# Sparse rather than dense: the set entries are few, and the format outlives the layouts,
+# which change whenever devices are added.
 
-_MAGIC = b"RCENGST1"
-_HEADER = struct.Struct("<8s32sqqq")
+_MAGIC = b"RCENGST2"
+_HEADER = struct.Struct("<8s32sqqqqq")
 
 
-def encode_snapshot(
-    tables: Tables,
-    n_devices: int,
-    n_homes: int,
-    rule: Sequence[int] | np.ndarray,
-    entity: Sequence[int] | np.ndarray,
-    due: Sequence[int] | np.ndarray,
-    origin: Sequence[int] | np.ndarray,
-) -> bytes:
-    """The pending slots, as four equal-length columns in slot order -> snapshot bytes."""
+@dataclass(frozen=True, eq=False)
+class SnapshotState:
+    """The engine state a snapshot holds, as sparse columns (rule, entity or device, ...)."""
+
+    rule: np.ndarray  # pending deadlines
+    entity: np.ndarray
+    due: np.ndarray
+    origin: np.ndarray
+    raised_rule: np.ndarray  # hysteresis rules in their raised state, per device
+    raised_device: np.ndarray
+    last_rule: np.ndarray  # the last trigger a resident's cancel may still refer to
+    last_device: np.ndarray
+    last_ts: np.ndarray
+
+
+def encode_snapshot(tables: Tables, n_devices: int, n_homes: int, state: SnapshotState) -> bytes:
+    """Sparse state columns (each group of equal length, in order) -> snapshot bytes."""
+    n, n_raised, n_last = len(state.rule), len(state.raised_rule), len(state.last_rule)
     return b"".join(
         (
-            _HEADER.pack(_MAGIC, tables.fingerprint, n_devices, n_homes, len(rule)),
-            np.asarray(rule, "<i4").tobytes(),
-            np.asarray(entity, "<i4").tobytes(),
-            np.asarray(due, "<i8").tobytes(),
-            np.asarray(origin, "<i8").tobytes(),
+            _HEADER.pack(_MAGIC, tables.fingerprint, n_devices, n_homes, n, n_raised, n_last),
+            np.asarray(state.rule, "<i4").tobytes(),
+            np.asarray(state.entity, "<i4").tobytes(),
+            np.asarray(state.due, "<i8").tobytes(),
+            np.asarray(state.origin, "<i8").tobytes(),
+            np.asarray(state.raised_rule, "<i4").tobytes(),
+            np.asarray(state.raised_device, "<i4").tobytes(),
+            np.asarray(state.last_rule, "<i4").tobytes(),
+            np.asarray(state.last_device, "<i4").tobytes(),
+            np.asarray(state.last_ts, "<i8").tobytes(),
         )
     )
 
 
-def decode_snapshot(
-    blob: bytes, tables: Tables, n_devices: int, n_homes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Snapshot bytes -> (rule, entity, due, origin) columns, checked against `tables`.
+def decode_snapshot(blob: bytes, tables: Tables, n_devices: int, n_homes: int) -> SnapshotState:
+    """Snapshot bytes -> sparse state columns (int64), checked against `tables`.
 
     Raises ValueError when the snapshot belongs to other tables (a changed rule pack), is
     damaged, or names a device or home this engine does not have: restoring it would
@@ -390,29 +459,67 @@ def decode_snapshot(
     """
     if len(blob) < _HEADER.size:
         raise ValueError("engine snapshot is truncated")
-    magic, fingerprint, _, _, n = _HEADER.unpack_from(blob)
+    magic, fingerprint, _, _, n, n_raised, n_last = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
         raise ValueError("not an engine snapshot (bad magic)")
     if fingerprint != tables.fingerprint:
         raise ValueError("engine snapshot was taken with different rule tables")
-    if n < 0 or len(blob) != _HEADER.size + n * 24:
+    if min(n, n_raised, n_last) < 0 or len(blob) != _HEADER.size + n * 24 + n_raised * 8 + n_last * 16:
         raise ValueError("engine snapshot is truncated or has trailing bytes")
     at = _HEADER.size
-    rule = np.frombuffer(blob, "<i4", n, at).astype(np.int64)
-    entity = np.frombuffer(blob, "<i4", n, at + 4 * n).astype(np.int64)
-    due = np.frombuffer(blob, "<i8", n, at + 8 * n).astype(np.int64)
-    origin = np.frombuffer(blob, "<i8", n, at + 16 * n).astype(np.int64)
+
+    def take(dtype: str, count: int) -> np.ndarray:
+        nonlocal at
+        column = np.frombuffer(blob, dtype, count, at).astype(np.int64)
+        at += column.shape[0] * np.dtype(dtype).itemsize
+        return column
+
+    state = SnapshotState(
+        rule=take("<i4", n),
+        entity=take("<i4", n),
+        due=take("<i8", n),
+        origin=take("<i8", n),
+        raised_rule=take("<i4", n_raised),
+        raised_device=take("<i4", n_raised),
+        last_rule=take("<i4", n_last),
+        last_device=take("<i4", n_last),
+        last_ts=take("<i8", n_last),
+    )
+    rule, entity, due = state.rule, state.entity, state.due
     if n:
-        if rule.min() < 0 or rule.max() >= tables.n_rules:
-            raise ValueError("engine snapshot names a rule the tables do not have")
-        if np.any(tables.kind[rule] != KIND_NOT_FOLLOWED):
-            raise ValueError("engine snapshot holds state for a rule without state")
+        _check_rules(rule, tables, tables.kind == KIND_NOT_FOLLOWED)
         size = np.where(tables.scope[rule] == SCOPE_HOME, n_homes, n_devices)
         if entity.min() < 0 or np.any(entity >= size):
             raise ValueError("engine snapshot names a device or home this engine does not have")
         if due.min() < 0 or due.max() >= np.iinfo(np.int64).max:
             raise ValueError("engine snapshot holds an impossible deadline")
-        key = rule * (2**32) + entity
-        if np.any(key[1:] <= key[:-1]):
-            raise ValueError("engine snapshot slots are not in slot order")
-    return rule, entity, due, origin
+        _check_order(rule, entity)
+    if n_raised:
+        _check_rules(state.raised_rule, tables, tables.kind == KIND_HYSTERESIS)
+        _check_devices(state.raised_device, n_devices)
+        _check_order(state.raised_rule, state.raised_device)
+    if n_last:
+        _check_rules(state.last_rule, tables, tables.cancel_mask != 0)
+        _check_devices(state.last_device, n_devices)
+        _check_order(state.last_rule, state.last_device)
+        if state.last_ts.min() < 0 or state.last_ts.max() > MAX_TS:
+            raise ValueError("engine snapshot holds an impossible trigger time")
+    return state
+
+
+def _check_rules(rule: np.ndarray, tables: Tables, stateful: np.ndarray) -> None:
+    if rule.min() < 0 or rule.max() >= tables.n_rules:
+        raise ValueError("engine snapshot names a rule the tables do not have")
+    if not np.all(stateful[rule]):
+        raise ValueError("engine snapshot holds state for a rule without state")
+
+
+def _check_devices(device: np.ndarray, n_devices: int) -> None:
+    if device.min() < 0 or device.max() >= n_devices:
+        raise ValueError("engine snapshot names a device or home this engine does not have")
+
+
+def _check_order(rule: np.ndarray, entity: np.ndarray) -> None:
+    key = rule * (2**32) + entity
+    if np.any(key[1:] <= key[:-1]):
+        raise ValueError("engine snapshot slots are not in slot order")
