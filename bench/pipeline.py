@@ -164,7 +164,6 @@ class Service(Centre):
                 str(broker.credentials_path),
             ],
             env={
-                "RC_SECRET_KEY": secrets.token_hex(16),
                 "RC_METRICS_TOKEN": METRICS_TOKEN,
                 "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba"),
             },

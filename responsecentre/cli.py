@@ -78,7 +78,15 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: {len(pack.rules)} rules OK")
     for rule in pack.rules:
-        print(f"  {rule.name:28} {rule.kind:13} -> {rule.alarm} ({rule.priority}, chain {rule.chain})")
+        if rule.action == "clear":
+            decides = f"clears {rule.alarm}"
+        else:
+            decides = f"-> {rule.alarm} ({rule.priority}, chain {rule.chain})"
+        if rule.cancel_by:
+            decides += f"; cancelled by {', '.join(rule.cancel_by)} within {rule.cancel_within_ms / 1000:g} s"
+        print(f"  {rule.name:28} {rule.kind:13} {decides}")
+    if pack.auto_clear:
+        print(f"auto-clearable alarm kinds: {', '.join(sorted(pack.auto_clear))}")
     return 0
 
 

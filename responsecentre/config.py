@@ -54,7 +54,6 @@ class Settings:
     # Device time is used when it is within this window of receive time, else receive time.
     max_clock_skew_future_ms: int = 5_000
     max_event_age_ms: int = 3_600_000
-    secret_key: str = ""  # unused since sessions are kept in Redis (web/sessions.py); accepted for old configs
     secure_cookies: bool = False  # set behind TLS
     # Sign-ins and sessions (web/throttle.py, web/sessions.py; docs/security.md).
     metrics_token: str = ""  # /metrics wants `Authorization: Bearer <this>`; empty: /metrics is closed (403)

@@ -197,7 +197,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _secret(data_dir: Path, name: str = "secret") -> str:
+def _secret(data_dir: Path, name: str) -> str:
     """A random secret kept in the data directory (created owner-only), the same each run."""
     path = data_dir / name
     if not path.exists():
@@ -451,7 +451,7 @@ def _run(
         redis = start(Redis(workdir=data_dir / "redis", parent_death_signal=signal.SIGTERM), "redis-server")
         settings = replace(settings, redis_url=redis.url)
     port = settings.http_port if _port_free(settings.http_port) else free_port()
-    settings = replace(settings, http_port=port, secret_key=settings.secret_key or _secret(data_dir))
+    settings = replace(settings, http_port=port)
     settings = replace(settings, metrics_token=settings.metrics_token or _secret(data_dir, "metrics-token"))
     asyncio.run(_seed_users(settings, directory.tenants))
 

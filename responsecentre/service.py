@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import signal
 import threading
 from collections.abc import Generator
@@ -150,7 +149,6 @@ class Service:
             directory=self.directory,
             metrics=self.metrics,
             users=self.users,
-            secret_key=self.settings.secret_key or secrets.token_urlsafe(32),
             secure_cookies=self.settings.secure_cookies,
             ready_checks=[broker_ready, engine_ready, stages_ready],
             clock=self.clock,

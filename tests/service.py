@@ -152,7 +152,6 @@ class ServiceProcess(Centre):
         self.args += ["--broker", self.broker.url, "--redis", self.redis_url]
         self.args += ["--mqtt-credentials", str(self.broker.credentials_path)]
         self.env.update(
-            RC_SECRET_KEY="test-secret",
             RC_METRICS_TOKEN=METRICS_TOKEN,
             RC_SNAPSHOT_S="0.5",
             RC_SWEEP_MS="100",

@@ -110,9 +110,7 @@ async def seed(redis_url: str) -> Seeded:
     for name, role, staff_id, which in USERS:
         await users.add(name, PASSWORD, role, staff_id, user_tenants(which, a, b))
     desk = AlarmDesk(client, directory, parse_chains(TEST_CHAINS), metrics)
-    ctx = AppContext(
-        redis=client, desk=desk, directory=directory, metrics=metrics, users=users, secret_key="test-secret"
-    )
+    ctx = AppContext(redis=client, desk=desk, directory=directory, metrics=metrics, users=users)
     seeded = Seeded(a, b, ctx, {})
     for home in directory.home_list:
         seeded.alarms[(home.tenant, home.home_id)] = await seeded.raise_alarm(home.tenant, home.home_id, "assistance")

@@ -45,7 +45,6 @@ def make_context(redis_url: str, ready_checks: list[Any] | None = None) -> AppCo
         directory=directory,
         metrics=metrics,
         users=users,
-        secret_key="test-secret",
         ready_checks=ready_checks or [],
     )
 

@@ -33,7 +33,6 @@ class AppContext:
     directory: Directory
     metrics: Metrics
     users: Users
-    secret_key: str  # no longer signs anything (sessions live in Redis); kept for callers
     secure_cookies: bool = False
     # Each returns (ok, why); `why` starts with the dependency's name ("broker: not connected")
     # so /readyz can say which dependency holds readiness back.
