@@ -9,6 +9,10 @@ readings, few alarms) over the default rule pack. Every figure is a median over
 `--ref-events` events, and the engine on that same slice, so that their ratio compares
 like with like. Prints a table and appends a dated section to bench/RESULTS.md.
 
+Device supervision (the pack's `supervise` rule) runs with every device supervised every
+`--supervision` (default 10 min); the same run also measures the pack without that rule
+("before"), so that its cost shows in throughput, sweep time and bytes per device.
+
 Not part of the test suite: it takes about a minute and wants a quiet machine.
 """
 
@@ -32,7 +36,7 @@ import numpy as np
 from report import append_results, cpu_name
 
 from responsecentre.contract import TYPE_ID
-from responsecentre.engine import Engine, EventBatch, ReferenceEngine, RuleKind, load_rules
+from responsecentre.engine import Engine, EventBatch, ReferenceEngine, RuleKind, RulePack, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 PACK = ROOT / "rules" / "default.yaml"
@@ -154,6 +158,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--ref-events", type=int, default=100_000)
+    parser.add_argument("--supervision", type=float, default=600.0, help="supervision interval, seconds")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     if args.homes > args.devices:
@@ -161,20 +166,26 @@ def main() -> None:
 
     rng = np.random.default_rng(20251123)
     pack = load_rules(PACK)
+    before = RulePack(tuple(r for r in pack.rules if r.kind is not RuleKind.SUPERVISION), pack.source, pack.auto_clear)
     device_home = directory(args.devices, args.homes, rng)
+    intervals = np.full(args.devices, int(args.supervision * 1000), np.int64)
     events = stream(args.events, args.devices, rng)
     parts = batches(events, args.batch)
     ref_parts = parts[: max(1, args.ref_events // args.batch)]
     n_ref = sum(len(p) for p in ref_parts)
 
     def make_engine() -> Engine:
-        return Engine(pack, device_home)
+        return Engine(pack, device_home, intervals)
+
+    def make_before() -> Engine:
+        return Engine(before, device_home)
 
     def make_reference() -> ReferenceEngine:
-        return ReferenceEngine(pack, device_home)
+        return ReferenceEngine(pack, device_home, intervals)
 
     run_rate(make_engine, parts[:5])  # warm-up: caches, page faults, buffer growth
     engine_rates = [run_rate(make_engine, parts) for _ in range(args.repeats)]
+    before_rates = [run_rate(make_before, parts) for _ in range(args.repeats)]
     slice_rates = [run_rate(make_engine, ref_parts) for _ in range(args.repeats)]
     ref_rates = [run_rate(make_reference, ref_parts) for _ in range(args.repeats)]
 
@@ -188,7 +199,8 @@ def main() -> None:
         latencies.append(time.perf_counter() - started)
 
     # Sweep over all devices, from the state the stream left: once with nothing due
-    # (the pure scan) and once firing every deadline due by the end of the stream.
+    # (the pure scan of every deadline slot and every supervised device) and once firing
+    # every deadline and every silence due by the end of the stream.
     blob = engine.snapshot()
     pending = len(engine.pending())
     end = int(events.ts[-1])
@@ -202,6 +214,17 @@ def main() -> None:
         fired = len(engine.sweep(end))
         fire_ms.append((time.perf_counter() - started) * 1000)
         engine.restore(blob)
+    silent = sum(1 for r in engine.sweep(end).rule.tolist() if pack.rules[r].kind is RuleKind.SUPERVISION)
+    engine.restore(blob)
+    old = make_before()
+    for part in parts:
+        old.process(part)
+    before_idle_ms = []
+    for _ in range(max(args.repeats, 5)):
+        started = time.perf_counter()
+        old.sweep(START_MS - 1)
+        before_idle_ms.append((time.perf_counter() - started) * 1000)
+    snapshot_bytes = len(engine.snapshot())
 
     by_batch = {}
     for size in (100, 1000, 10_000, 100_000):
@@ -216,6 +239,7 @@ def main() -> None:
     cold, warm, import_s = compile_times(runs=3)
 
     engine_rate = statistics.median(engine_rates)
+    before_rate = statistics.median(before_rates)
     slice_rate = statistics.median(slice_rates)
     ref_rate = statistics.median(ref_rates)
     state = engine.state_nbytes
@@ -226,6 +250,7 @@ def main() -> None:
     )
     figures = [
         ("Engine.process, full stream", f"{engine_rate / 1e6:,.1f} M events/s"),
+        ("  before: the pack without `supervise`", f"{before_rate / 1e6:,.1f} M events/s"),
         (f"Engine.process, first {n_ref:,} events", f"{slice_rate / 1e6:,.1f} M events/s"),
         (f"ReferenceEngine.process, first {n_ref:,} events", f"{ref_rate / 1e6:,.3f} M events/s"),
         ("ratio engine / reference (same slice)", f"{slice_rate / ref_rate:,.0f}x"),
@@ -234,10 +259,19 @@ def main() -> None:
             f"{statistics.median(latencies) * 1000:.3f} / {max(latencies) * 1000:.3f} ms",
         ),
         ("triggers from the stream", f"{triggers:,}"),
-        (f"sweep, nothing due (scan of all {slots:,} slots)", f"{statistics.median(idle_ms):.3f} ms"),
-        (f"sweep firing {fired:,} of {pending:,} pending", f"{statistics.median(fire_ms):.3f} ms"),
+        (
+            f"sweep, nothing due (scan of {slots:,} slots + {args.devices:,} supervised devices)",
+            f"{statistics.median(idle_ms):.3f} ms",
+        ),
+        (f"  before: scan of {slots:,} slots only", f"{statistics.median(before_idle_ms):.3f} ms"),
+        (
+            f"sweep firing {fired:,} ({fired - silent:,} of {pending:,} deadlines, {silent:,} silent devices)",
+            f"{statistics.median(fire_ms):.3f} ms",
+        ),
         ("engine state per device", f"{state / args.devices:.1f} bytes ({state:,} total)"),
+        ("  before: without `supervise`", f"{old.state_nbytes / args.devices:.1f} bytes"),
         ("  + device -> home map", f"{engine.n_devices * 4 / args.devices:.1f} bytes"),
+        ("snapshot after the stream", f"{snapshot_bytes / 1e6:.2f} MB"),
         ("compile, cold cache (Engine())", f"{cold:.2f} s"),
         ("compile, warm cache (Engine())", f"{warm:.3f} s"),
         ("import numba + engine package", f"{import_s:.2f} s"),

@@ -50,7 +50,17 @@ EVENT_TYPES: tuple[str, ...] = (
     "device.battery",
     "device.tamper",
 )
-TYPE_ID: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
+# Event types the centre itself writes into a tenant's event log, never a device: ingest
+# records a change of a device's retained status (`online` true/false, or the Last Will)
+# as one of these, in the same write, so that the rule engine sees status in log order
+# and a replay after a crash sees it again. A device that sends one in an events payload
+# is dead-lettered as `unknown_type`, like any type outside contract v1.
+INTERNAL_TYPES: tuple[str, ...] = ("device.online", "device.offline")
+# What the engine indexes: the contract's types, then the internal ones (ids appended,
+# so the ids of the contract's types never move).
+ENGINE_TYPES: tuple[str, ...] = EVENT_TYPES + INTERNAL_TYPES
+TYPE_ID: dict[str, int] = {name: i for i, name in enumerate(ENGINE_TYPES)}
+_DEVICE_TYPES = frozenset(EVENT_TYPES)
 
 # Types whose `value` is required and numeric (the engine's thresholds read it).
 VALUE_REQUIRED = frozenset({"temperature", "device.battery"})
@@ -215,7 +225,7 @@ def decode_event(topic: str, payload: bytes) -> Event:
         raise Rejected(
             RejectReason.SCHEMA, f"id must be a non-empty string or integer of at most {MAX_ID_LENGTH} characters"
         )
-    if body.type not in TYPE_ID:
+    if body.type not in _DEVICE_TYPES:
         raise Rejected(RejectReason.UNKNOWN_TYPE, f"type {body.type[:60]!r} is not an event type of contract v1")
     value: float | None = None
     if body.value is not None:

@@ -7,12 +7,14 @@ engine's arrays, the ingest lookups and the alarm records agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+
+from responsecentre.suppression import SuppressionConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,9 @@ class Home:
     resident: Resident
     device_ids: tuple[str, ...]
     index: int  # the engine's home index
+    # Supervision intervals (ms) by device kind for this home only (`supervision:` in
+    # homes.yaml); they beat the catalogue's. A tuple of pairs: a frozen record.
+    supervision: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,8 @@ class Directory:
     staff: dict[tuple[str, str], Staff] = field(default_factory=dict)
     home_list: list[Home] = field(default_factory=list)
     device_list: list[Device] = field(default_factory=list)
+    # Home status, device maintenance and planned silences as the YAML sets them (suppression.py).
+    suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
 
     @property
     def tenants(self) -> list[str]:
@@ -76,6 +83,33 @@ class Directory:
     def device_home(self) -> np.ndarray:
         """Device index -> home index, the array the engine is built on."""
         return np.array([d.home_index for d in self.device_list], dtype=np.int32)
+
+    def supervision_ms(self, catalog: dict[str, KindSpec], grace: float) -> np.ndarray:
+        """Device index -> supervision interval in ms (0: not supervised), the array the
+        engine supervises with: the home's `supervision` for the device's kind, else the
+        kind's `supervision` in the catalogue, else its `heartbeat_every` x `grace` (the
+        rule pack's), else 0 (a kind the catalogue does not know, or without a heartbeat).
+        Raises ValueError for a home override that names a kind the catalogue lacks."""
+        from responsecentre.engine.rules import MAX_DURATION_MS
+
+        for home in self.home_list:
+            unknown = sorted(kind for kind, _ in home.supervision if kind not in catalog)
+            if catalog and unknown:
+                raise ValueError(
+                    f"home {home.tenant}/{home.home_id}: supervision names device kinds the catalogue "
+                    f"lacks: {', '.join(unknown)}"
+                )
+        out = np.zeros(len(self.device_list), np.int64)
+        for device in self.device_list:
+            override = dict(self.home_list[device.home_index].supervision).get(device.kind)
+            spec = catalog.get(device.kind)
+            if override is not None:
+                out[device.index] = override
+            elif spec is not None and spec.supervision_ms is not None:
+                out[device.index] = spec.supervision_ms
+            elif spec is not None and spec.heartbeat_every_ms is not None:
+                out[device.index] = min(round(spec.heartbeat_every_ms * grace), MAX_DURATION_MS)
+        return out
 
     def on_duty(self, tenant: str, role: str, zone: str) -> list[Staff]:
         """Who of `role` is on duty for a home in `zone` (the roster's first cut)."""
@@ -107,8 +141,10 @@ class Directory:
             self.device_list.append(device)
             device_ids.append(device_id)
         home = Home(tenant, home_id, str(spec.get("zone", "")), resident, tuple(device_ids), home_index)
+        home = replace(home, supervision=_home_supervision(tenant, home_id, spec.get("supervision")))
         self.homes[(tenant, home_id)] = home
         self.home_list.append(home)
+        self.suppression.add_home(tenant, home_id, spec)
         return home
 
     def add_staff(self, tenant: str, spec: dict[str, Any]) -> Staff:
@@ -124,12 +160,66 @@ class Directory:
         return member
 
 
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """What the service needs of a device kind in `devices/catalog.yaml`: how often it
+    must be heard from. The simulator reads the same file for what the kind sends."""
+
+    kind: str
+    heartbeat_every_ms: int | None  # `heartbeat_every`
+    supervision_ms: int | None = None  # `supervision`: the interval itself, not x grace
+
+
+def _duration(value: object, where: str) -> int:
+    from responsecentre.engine.rules import parse_duration  # the rule language's durations
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _home_supervision(tenant: str, home_id: str, spec: object) -> tuple[tuple[str, int], ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, dict):
+        raise ValueError(f"home {tenant}/{home_id}: supervision must map device kinds to durations")
+    where = f"home {tenant}/{home_id}: supervision"
+    return tuple((str(kind), _duration(value, f"{where}.{kind}")) for kind, value in spec.items())
+
+
+def parse_catalog(doc: dict[str, Any]) -> dict[str, KindSpec]:
+    """The parsed catalogue YAML -> kind -> KindSpec; ValueError names the bad entry."""
+    out: dict[str, KindSpec] = {}
+    for kind, spec in ((doc or {}).get("kinds") or {}).items():
+        spec = spec or {}
+        every = spec.get("heartbeat_every")
+        supervision = spec.get("supervision")
+        where = f"catalogue kind {kind}"
+        out[str(kind)] = KindSpec(
+            kind=str(kind),
+            heartbeat_every_ms=None if every is None else _duration(every, f"{where}: heartbeat_every"),
+            supervision_ms=None if supervision is None else _duration(supervision, f"{where}: supervision"),
+        )
+    return out
+
+
+def load_catalog(path: Path) -> dict[str, KindSpec]:
+    return parse_catalog(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
 def build_directory(homes: dict[str, Any], staff: dict[str, Any] | None = None) -> Directory:
     """From the parsed YAML documents (tests build these dicts directly)."""
     directory = Directory()
     for tenant, spec in (homes.get("tenants") or {}).items():
         for home in spec.get("homes") or []:
             directory.add_home(str(tenant), home)
+        directory.suppression.add_tenant(
+            str(tenant),
+            spec,
+            {h for (t, h) in directory.homes if t == str(tenant)},
+            {d for (t, d) in directory.devices if t == str(tenant)},
+        )
     for tenant, spec in ((staff or {}).get("tenants") or {}).items():
         for member in spec.get("staff") or []:
             directory.add_staff(str(tenant), member)

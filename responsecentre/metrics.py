@@ -40,6 +40,12 @@ class Metrics:
         self.statuses = Counter(
             "responsecentre_device_statuses_total", "Retained device status messages stored", registry=r
         )
+        self.status_changes = Counter(
+            "responsecentre_device_status_changes_total",
+            "Changes of a device's online flag, logged as device.online or device.offline for the engine",
+            ["tenant", "online"],
+            registry=r,
+        )
         self.events_processed = Counter(
             "responsecentre_events_processed_total", "Events run through the rule engine", registry=r
         )
@@ -51,6 +57,25 @@ class Metrics:
             "Clear and resident-cancel decisions applied, by action (clear, cancel) and outcome "
             "(closed, kept_acknowledged, no_open_alarm)",
             ["action", "outcome"],
+            registry=r,
+        )
+        # Suppression (suppression.py): events that arrived for a held-back home or device, and
+        # the raises that were dropped for it (by kind, so "which alarms did we not send" shows).
+        self.events_suppressed = Counter(
+            "responsecentre_events_suppressed_total",
+            "Stored events of a home or device held back (away, in_hospital, maintenance, silence), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.alarms_suppressed = Counter(
+            "responsecentre_alarms_suppressed_total",
+            "Raise decisions dropped because their home, device or kind was held back, by reason and kind",
+            ["reason", "kind"],
+            registry=r,
+        )
+        self.suppression_version = Gauge(
+            "responsecentre_suppression_version",
+            "Version of the suppression settings (API changes) the rule processor applies",
             registry=r,
         )
         self.alarms_raised = Counter(

@@ -14,6 +14,13 @@ A stored event that this stage fails on (a bug in decoding it, the engine refusi
 the desk failing on its trigger) is parked in `rc:parked` with its log position, and the
 cursor moves on: one such event must not hold up every later alarm of every home. A
 storage outage is different: the batch is rolled back and retried, since it will succeed.
+
+Suppression (docs/rules.md, "Suppression"): a raise whose home, device or kind is held
+back (away, in hospital, maintenance, a planned silence) at the decision's time, or at the
+time of the event that armed it, is dropped and counted, never applied; so a deadline
+armed during a silence does not fire when the silence ends. Clears and cancels always
+apply: closing is never harmful. The events themselves stay in the log; each that arrives
+for a held-back home or device is counted once.
 """
 
 from __future__ import annotations
@@ -40,10 +47,13 @@ from responsecentre.faults import Faults, describe, is_outage, reraise_if_stoppi
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
 from responsecentre.store.records import EventRecord
+from responsecentre.store.suppressions import SuppressionStore
+from responsecentre.suppression import Suppressions
 
 log = logging.getLogger(__name__)
 
 STAGE = "rules"
+SUPPRESSION_POLL_S = 0.1  # at most this often one GET of the suppression version
 
 Row = tuple[str, str, dict[bytes, bytes]]  # tenant, log position, the stored fields
 
@@ -77,6 +87,7 @@ class RuleProcessor:
         keys: Keys = KEYS,
         faults: Faults | None = None,
         clock: Clock = system_clock,
+        suppressions: SuppressionStore | None = None,
     ) -> None:
         self.redis = redis
         self.faults = faults or Faults()
@@ -90,6 +101,10 @@ class RuleProcessor:
         self.cursor: dict[str, str] = {t: "0-0" for t in directory.tenants}
         self.caught_up = asyncio.Event()  # set once the backlog is replayed (readyz)
         self._last_snapshot = 0.0
+        self.suppression_store = suppressions or SuppressionStore(redis, directory, keys)
+        self.suppressed: Suppressions = directory.suppression.merged()  # the YAML's until the first refresh
+        self._suppression_version: int | None = None
+        self._suppression_polled = 0.0
         # The last snapshot in memory too: after a Redis error mid-batch the engine rolls
         # back to it and replays, exactly as after a restart.
         self._rollback: tuple[bytes, dict[str, str]] = (engine.snapshot(), dict(self.cursor))
@@ -132,6 +147,7 @@ class RuleProcessor:
         self._rollback = (self.engine.snapshot(), dict(self.cursor))
         while True:
             try:
+                await self.refresh_suppressions()
                 n = await self.step(block_ms=self.settings.sweep_ms)
                 if n < self.settings.batch_max:
                     self.caught_up.set()
@@ -201,6 +217,7 @@ class RuleProcessor:
                 await self.park(tenant, position, exc)
         if not kept:
             return
+        self._count_suppressed_events(kept)
         started = time.perf_counter()
         try:
             triggers = self.engine.process(_batch(kept))
@@ -221,7 +238,41 @@ class RuleProcessor:
         self.metrics.events_processed.inc(len(kept))
         await self._apply(triggers, kept)
 
+    async def refresh_suppressions(self, force: bool = False) -> None:
+        """Reload the suppression index if the API changed something (one GET, rate-limited)."""
+        if not force and time.monotonic() - self._suppression_polled < SUPPRESSION_POLL_S:
+            return
+        self._suppression_polled = time.monotonic()
+        version = await self.suppression_store.version()
+        if version != self._suppression_version or force:
+            self.suppressed = await self.suppression_store.load(now_ms=self.clock())
+            self._suppression_version = version
+            self.metrics.suppression_version.set(version)
+
+    def _count_suppressed_events(self, kept: Sequence[_Parsed]) -> None:
+        """Each stored event of a home or device held back at its time is counted once."""
+        index = self.suppressed
+        if index.empty:
+            return
+        for e in kept:
+            device = self.directory.device_list[e.device]
+            why = index.reason(e.tenant, device.home_id, device.device_id, None, e.record.ts) or index.reason(
+                e.tenant, device.home_id, device.device_id, None, e.seq >> 20
+            )
+            if why is not None:
+                self.metrics.events_suppressed.labels(why).inc()
+
+    def _suppression(self, tenant: str, trigger: Trigger, origin: int) -> str | None:
+        """Why a raise is held back: at its own time, or when the event that armed it arrived."""
+        index = self.suppressed
+        if index.empty:
+            return None
+        return index.reason(tenant, trigger.home_id, trigger.device_id, trigger.kind, trigger.ts_ms) or index.reason(
+            tenant, trigger.home_id, trigger.device_id, trigger.kind, origin >> 20
+        )
+
     async def sweep(self, now_ms: int) -> None:
+        await self.refresh_suppressions()
         due = self.engine.next_due()
         if due is None or due > now_ms:
             return
@@ -238,6 +289,11 @@ class RuleProcessor:
                 trigger = self._trigger(triggers, i, rules, home, event)
                 now_ms = self.clock()
                 if trigger.action == "raise":
+                    why = self._suppression(home.tenant, trigger, int(triggers.origin[i]))
+                    if why is not None:
+                        self.metrics.alarms_suppressed.labels(why, trigger.kind).inc()
+                        log.debug("rules: %s held back (%s)", trigger.cause, why)
+                        continue
                     alarm = await self.desk.apply_trigger(home.tenant, trigger, now_ms)
                 else:
                     await self.desk.apply_clear(home.tenant, trigger, now_ms)

@@ -22,8 +22,10 @@ import signal
 import threading
 from collections.abc import Generator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
@@ -35,8 +37,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.broker import INGEST, NOTIFIER, load_credentials
 from responsecentre.clock import Clock, system_clock
-from responsecentre.config import MqttUrl, Settings
-from responsecentre.directory import Directory, load_directory
+from responsecentre.config import ROOT, MqttUrl, Settings
+from responsecentre.directory import Directory, KindSpec, load_catalog, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
 from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, run_notifiers
@@ -90,6 +92,28 @@ def check_chains(pack: RulePack, chains: dict[str, Chain]) -> None:
         raise ValueError(f"rules name chains that escalation/chains.yaml does not define: {', '.join(missing)}")
 
 
+def catalog_path(settings: Settings) -> Path | None:
+    """The device catalogue: `catalog.yaml` beside the homes file (as the simulator reads
+    it), else the repository's `devices/catalog.yaml`, else none."""
+    for path in (settings.homes_path.with_name("catalog.yaml"), ROOT / "devices" / "catalog.yaml"):
+        if path.is_file():
+            return path
+    return None
+
+
+def supervision_intervals(pack: RulePack, directory: Directory, settings: Settings) -> np.ndarray | None:
+    """Each device's supervision interval for the engine, from the catalogue and the
+    homes with the pack's grace; None (nobody supervised) if the pack has no `supervise`."""
+    grace = pack.supervision_grace
+    if grace is None:
+        return None
+    path = catalog_path(settings)
+    catalog: dict[str, KindSpec] = load_catalog(path) if path is not None else {}
+    if not catalog:
+        log.warning("no device catalogue found: devices are not supervised")
+    return directory.supervision_ms(catalog, grace)
+
+
 class Service:
     def __init__(
         self,
@@ -122,7 +146,9 @@ class Service:
         )
         self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
         self.users = Users(self.redis)
-        self.engine = Engine(self.pack, self.directory.device_home())  # compiles/loads kernels now
+        self.engine = Engine(  # compiles/loads kernels now
+            self.pack, self.directory.device_home(), supervision_intervals(self.pack, self.directory, settings)
+        )
         self.started = asyncio.Event()
         self._server: _Server | None = None
         self.ingest_url, self.notifier_url = mqtt_accounts(settings)  # a missing password fails here, not later

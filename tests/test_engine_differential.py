@@ -7,8 +7,11 @@ cuts the stream into batches with sweeps, snapshot swaps and directory growth in
 Both engines must return the same triggers at every step and end in the same state.
 
 The packs use every construct: match, threshold, not-followed-by, hysteresis
-(`clear_above`/`clear_below`), clear rules, and the resident's cancel; the state that
-the newer ones keep (hysteresis flags, cancel windows) is in the snapshots compared.
+(`clear_above`/`clear_below`), clear rules, the resident's cancel and device supervision
+(with drawn per-device intervals, some devices unsupervised, and the internal
+`device.online`/`device.offline` types in the stream); the state that the newer ones keep
+(hysteresis flags, cancel windows, last-seen times and offline flags) is in the snapshots
+compared, and so is `next_due` (supervision's bound included) after every call.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ TYPES = (
     "door.closed",
     "temperature",
     "motion.detected",
+    "device.online",
+    "device.offline",
 )
 REFS = (*TYPES, "alarm.*", "fall.*", "door.*")
 VALUES = (None, None, -10.0, -3.0, 0.0, 10.0, 10.5, 20.0, 25.0, 30.0, math.nan)
@@ -43,7 +48,18 @@ CLEAR_WORDS = {"below": "clear_above", "at_most": "clear_above", "above": "clear
 KINDS = ("k0", "k1")
 # What a drawn rule is; the constructs of part 2 weigh as much as the older ones.
 CONSTRUCTS = ("match", "threshold", *("not_followed", "hysteresis", "clear", "cancel") * 2)
-SEEN = ("event", "deadline_in_process", "deadline_in_sweep", "clear", "hysteresis_clear", "cancel")
+SEEN = (
+    "event",
+    "deadline_in_process",
+    "deadline_in_sweep",
+    "clear",
+    "hysteresis_clear",
+    "cancel",
+    "offline_at_once",
+    "silent_in_sweep",
+    "back_online",
+)
+SUPERVISE = {"name": "sup", "supervise": {}, "raise": {"kind": "k0", "priority": "medium", "chain": "c"}}
 
 type_refs = st.one_of(st.sampled_from(REFS), st.lists(st.sampled_from(REFS), min_size=1, max_size=3))
 
@@ -94,6 +110,8 @@ def packs(draw: st.DrawFn) -> RulePack:
         else:
             rule["raise"] = {"kind": draw(st.sampled_from(KINDS)), "priority": "high", "chain": "c"}
         rules.append(rule)
+    if draw(st.booleans()):  # a pack supervises devices once, anywhere in the order
+        rules.insert(draw(st.integers(0, len(rules))), dict(SUPERVISE))
     raised = sorted({r["raise"]["kind"] for r in rules if "raise" in r})  # type: ignore[index]
     for rule in clears:  # a clear must name a kind that some rule raises
         if not raised:
@@ -109,6 +127,7 @@ def packs(draw: st.DrawFn) -> RulePack:
 class World:
     pack: RulePack
     device_home: np.ndarray  # the full directory; engines start with a prefix of it
+    intervals: np.ndarray  # supervision interval per device, 0: unsupervised
     initial: int  # devices known at the start
     events: list[EventRow]
     script: list[tuple[str, int]]
@@ -119,6 +138,9 @@ def worlds(draw: st.DrawFn) -> World:
     pack = draw(packs())
     n_devices = draw(st.integers(1, 5))
     device_home = np.array(draw(st.lists(st.integers(0, 3), min_size=n_devices, max_size=n_devices)), np.int32)
+    intervals = np.array(
+        draw(st.lists(st.sampled_from((0, 5, 20, 60)), min_size=n_devices, max_size=n_devices)), np.int64
+    )
     initial = draw(st.integers(1, n_devices))
     # An explicit length: left alone, hypothesis's lists are mostly two or three long.
     n_events = draw(st.integers(1, 80))
@@ -153,7 +175,7 @@ def worlds(draw: st.DrawFn) -> World:
             max_size=20,
         )
     )
-    return World(pack, device_home, initial, events, script)
+    return World(pack, device_home, intervals, initial, events, script)
 
 
 class Pair:
@@ -162,9 +184,10 @@ class Pair:
     def __init__(self, world: World) -> None:
         self.pack = world.pack
         self.full = world.device_home
+        self.intervals = world.intervals
         self.n = world.initial
-        self.engine = Engine(self.pack, self.full[: self.n])
-        self.reference = ReferenceEngine(self.pack, self.full[: self.n])
+        self.engine = Engine(self.pack, self.full[: self.n], self.intervals[: self.n])
+        self.reference = ReferenceEngine(self.pack, self.full[: self.n], self.intervals[: self.n])
         self.seen = dict.fromkeys(SEEN, 0)
 
     def same_state(self) -> None:
@@ -181,34 +204,39 @@ class Pair:
         assert got == self.reference.process(batch).rows()
         deadlines = sum(1 for row in got if row[5] < 0)
         self.seen["deadline_in_process"] += deadlines
-        self.seen["event"] += len(got) - deadlines
-        clears = [row for row in got if row[6] == ACTION_CLEAR]
+        supervision = [row for row in got if self.pack.rules[row[0]].kind is RuleKind.SUPERVISION]
+        self.seen["event"] += len(got) - deadlines - len(supervision)
+        clears = [row for row in got if row[6] == ACTION_CLEAR and row not in supervision]
         hysteresis = sum(1 for row in clears if self.pack.rules[row[0]].kind is RuleKind.HYSTERESIS)
         self.seen["hysteresis_clear"] += hysteresis
         self.seen["clear"] += len(clears) - hysteresis
         self.seen["cancel"] += sum(1 for row in got if row[6] == ACTION_CANCEL)
+        self.seen["offline_at_once"] += sum(1 for row in supervision if row[6] != ACTION_CLEAR)
+        self.seen["back_online"] += sum(1 for row in supervision if row[6] == ACTION_CLEAR)
         assert self.engine.next_due() == self.reference.next_due()
 
     def sweep(self, now: int) -> None:
         got = self.engine.sweep(now).rows()
         assert got == self.reference.sweep(now).rows()
-        self.seen["deadline_in_sweep"] += len(got)
+        silent = sum(1 for row in got if self.pack.rules[row[0]].kind is RuleKind.SUPERVISION)
+        self.seen["silent_in_sweep"] += silent
+        self.seen["deadline_in_sweep"] += len(got) - silent
         assert self.engine.next_due() == self.reference.next_due()
 
     def swap(self) -> None:
         """Restart both from each other's snapshot: the format and the restore agree."""
         self.same_state()
         from_engine, from_reference = self.engine.snapshot(), self.reference.snapshot()
-        self.engine = Engine(self.pack, self.full[: self.n])
-        self.reference = ReferenceEngine(self.pack, self.full[: self.n])
+        self.engine = Engine(self.pack, self.full[: self.n], self.intervals[: self.n])
+        self.reference = ReferenceEngine(self.pack, self.full[: self.n], self.intervals[: self.n])
         self.engine.restore(from_reference)
         self.reference.restore(from_engine)
         self.same_state()
 
     def grow(self, k: int) -> None:
         self.n = min(len(self.full), self.n + k)
-        self.engine.resize(self.full[: self.n])
-        self.reference.resize(self.full[: self.n])
+        self.engine.resize(self.full[: self.n], self.intervals[: self.n])
+        self.reference.resize(self.full[: self.n], self.intervals[: self.n])
         self.same_state()
 
 
@@ -228,6 +256,7 @@ def run(world: World) -> Pair:
     pair.process(world.events[at:])
     pair.same_state()
     pair.sweep(10**6)
+    pair.sweep(10**7)  # a device never heard from got its clock started by the first
     pair.same_state()
     assert pair.engine.next_due() is None
     return pair
@@ -244,8 +273,8 @@ def test_engine_equals_reference(world: World) -> None:
 def test_batching_does_not_change_decisions(world: World) -> None:
     """One batch or one event per batch: the same triggers (bar the `event` index)."""
     full = world.device_home
-    whole = Engine(world.pack, full)
-    single = ReferenceEngine(world.pack, full)
+    whole = Engine(world.pack, full, world.intervals)
+    single = ReferenceEngine(world.pack, full, world.intervals)
     expected = [row[:5] + row[6:] for row in whole.process(EventBatch.of(world.events)).rows()]
     got = [row[:5] + row[6:] for e in world.events for row in single.process(EventBatch.of([e])).rows()]
     assert got == expected

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from responsecentre.contract import ENGINE_TYPES
 from responsecentre.engine import (
     Engine,
     EventBatch,
@@ -738,7 +739,7 @@ def test_batch_validation(engine_cls: type[AnyEngine]) -> None:
     with pytest.raises(ValueError, match="differ in length"):
         engine.process(with_(seq=np.array([1, 2], np.int64)))
     with pytest.raises(ValueError, match="type_id outside"):
-        engine.process(with_(type_id=np.array([21], np.int32)))
+        engine.process(with_(type_id=np.array([len(ENGINE_TYPES)], np.int32)))
     with pytest.raises(ValueError, match="device outside"):
         engine.process(with_(device=np.array([-1], np.int32)))
     with pytest.raises(ValueError, match="ts outside"):
@@ -806,7 +807,7 @@ def test_restore_refuses_state_for_the_wrong_rule(engine_cls: type[AnyEngine]) -
     engine = engine_cls(make_pack([LOW, HELP]), DEVICE_HOME)
     engine.process(EventBatch.of([ev("device.battery", 0, 1, 1, 5.0)]))
     blob = bytearray(engine.snapshot())
-    header = struct.calcsize("<8s32sqqqqq")
+    header = struct.calcsize("<8s32sqqqqqq")
     assert struct.unpack_from("<i", blob, header) == (0,)  # the raised flag's rule: `low`
     struct.pack_into("<i", blob, header, 1)  # now `help`, which has no flags
     with pytest.raises(ValueError, match="state for a rule without state"):

@@ -80,6 +80,8 @@ def real_ids(case: Any, alarm_ids: list[str]) -> Any:
         params["alarm_id"] = alarm_ids[zlib.crc32(repr(case.body).encode()) % len(alarm_ids)]
     elif "home_id" in params:
         params.update(tenant=TENANT, home_id="h1")
+    elif "device_id" in params:
+        params.update(tenant=TENANT, device_id="h1-btn")
     else:
         return None
     return case.operation.Case(

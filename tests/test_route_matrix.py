@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +24,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import BaseRoute, Mount, Route
 
+from responsecentre.store.suppressions import SuppressionStore
+from responsecentre.suppression import Silence
 from responsecentre.web.app import create_app
 from tests import tenancy
 from tests.servers import Redis
@@ -51,6 +54,8 @@ PUBLIC = Rule(roles=EVERYONE, anonymous=200)
 MOUNTED_FILE = {"/static": "/console.css", "/docs-assets": "/swagger-ui.css"}  # one file each mount serves
 RESIDENT_READERS = frozenset({OPERATOR, ADMIN})
 ACTORS = frozenset({OPERATOR, NURSE, ADMIN})
+
+SILENCE_END = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/"): Rule(anonymous=307),
@@ -90,6 +95,15 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/users/{username}/tokens"): Rule(roles=frozenset({ADMIN})),
     ("DELETE", "/api/users/{username}/tokens/{token_id}"): Rule(roles=frozenset({ADMIN})),
     ("DELETE", "/api/users/{username}"): Rule(roles=frozenset({ADMIN})),
+    # Suppression: operators and admins; "{tenant}" in a body is filled in like a path's.
+    ("GET", "/api/silences"): Rule(roles=RESIDENT_READERS, tenant_query="tenant"),
+    ("POST", "/api/silences"): Rule(
+        roles=RESIDENT_READERS,
+        body={"tenant": "{tenant}", "scope": "home", "target": "h1", "end": SILENCE_END, "reason": "matrix"},
+    ),
+    ("DELETE", "/api/silences/{silence_id}"): Rule(roles=RESIDENT_READERS),  # ending twice is a 200
+    ("PUT", "/api/homes/{tenant}/{home_id}/status"): Rule(roles=RESIDENT_READERS, body={"status": "away"}),
+    ("PUT", "/api/devices/{tenant}/{device_id}/maintenance"): Rule(roles=RESIDENT_READERS, body={"maintenance": True}),
     ("WS", "/ws"): Rule(),
 }
 # A user of each tenant alone, in no role of PLAYERS: the users routes' {username}.
@@ -124,19 +138,35 @@ class Matrix:
     http: httpx.AsyncClient
     app: FastAPI
     tokens: dict[str, str] = field(default_factory=dict)  # tenant -> id of a token of MANAGED's user
+    silences: dict[str, str] = field(default_factory=dict)  # tenant -> id of one of its silences
 
-    def path(self, template: str, tenant: str) -> str:
-        """The route's path with tenant `tenant`'s ids filled in."""
+    def ids(self, tenant: str) -> dict[str, str]:
         which = "a" if tenant == self.seeded.a else "b"
-        ids = {
+        return {
             "tenant": tenant,
             "home_id": "h1",
+            "device_id": "h1-btn",
             "alarm_id": self.seeded.alarms[(tenant, "h1")],
             "username": MANAGED[which],
             "token_id": self.tokens[tenant],
+            "silence_id": self.silences[tenant],
         }
+
+    def path(self, template: str, tenant: str) -> str:
+        """The route's path with tenant `tenant`'s ids filled in."""
+        ids = self.ids(tenant)
         path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], template)
         return path + MOUNTED_FILE.get(template, "")
+
+    def body(self, rule: Rule, tenant: str) -> dict[str, Any] | None:
+        """The rule's body with tenant `tenant`'s ids filled into "{...}" strings."""
+        if rule.body is None:
+            return None
+        ids = self.ids(tenant)
+        return {
+            k: re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], v) if isinstance(v, str) else v
+            for k, v in rule.body.items()
+        }
 
     async def call(self, method: str, template: str, rule: Rule, user: str | None, tenant: str) -> httpx.Response:
         query = dict(rule.query)
@@ -146,7 +176,7 @@ class Matrix:
             method,
             self.path(template, tenant),
             params=query,
-            json=rule.body,
+            json=self.body(rule, tenant),
             data=rule.form,
             auth=(user, PASSWORD) if user else None,
         )
@@ -157,12 +187,16 @@ async def matrix(redis_server: Redis) -> AsyncIterator[Matrix]:
     seeded = await tenancy.seed(redis_server.url)
     app = create_app(seeded.ctx)
     transport = httpx.ASGITransport(app=app)
-    tokens = {}
+    tokens, silences = {}, {}
+    store = SuppressionStore(seeded.ctx.redis, seeded.ctx.directory)
     for tenant, which in ((seeded.a, "a"), (seeded.b, "b")):
         _, info = await seeded.ctx.tokens.create(MANAGED[which], "matrix", 0)
         tokens[tenant] = info.id
+        now = seeded.ctx.clock()
+        silences[tenant] = f"sil-matrix-{which}"
+        await store.put_silence(Silence(silences[tenant], tenant, "home", "h1", now, now + 3_600_000, "matrix"), now)
     async with httpx.AsyncClient(transport=transport, base_url="http://rc", follow_redirects=False) as http:
-        yield Matrix(seeded, http, app, tokens)
+        yield Matrix(seeded, http, app, tokens, silences)
     await seeded.ctx.redis.aclose()
 
 
@@ -185,7 +219,8 @@ async def test_every_route_against_every_role_and_tenant(matrix: Matrix) -> None
             outcomes.append(f"{method} {template} as nobody: {r.status_code}, expected {expected_anonymous}")
         if rule.anonymous == 200 and rule is PUBLIC:
             continue
-        scoped = "{" in template or rule.tenant_query is not None
+        in_body = any("{" in v for v in (rule.body or {}).values() if isinstance(v, str))  # ids, filled in per tenant
+        scoped = "{" in template or rule.tenant_query is not None or in_body
         for role, user in PLAYERS.items():
             for tenant in (a, b) if scoped else (a,):
                 r = await matrix.call(method, template, rule, user, tenant)
@@ -195,7 +230,7 @@ async def test_every_route_against_every_role_and_tenant(matrix: Matrix) -> None
                 if role not in rule.roles:
                     if r.status_code != 403:
                         outcomes.append(f"{where}: {r.status_code}, expected 403")
-                elif tenant == b and "{" in template:
+                elif tenant == b and ("{" in template or in_body):
                     if r.status_code != 404:
                         outcomes.append(f"{where}: {r.status_code}, expected 404")
                 elif r.status_code in (401, 403, 404) or r.status_code >= 500:

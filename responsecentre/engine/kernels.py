@@ -12,7 +12,12 @@ The argument tuples (built by tables.py and engine.py, documented there):
               cancel_within_ms)
     state  = (slot_offset, slot_count, due, origin,      # not-followed deadlines
               flag_offset, flags,                        # hysteresis: raised or not
-              last_offset, last_ts)                      # cancel: the last trigger's ts
+              last_offset, last_ts,                      # cancel: the last trigger's ts
+              sup_offset, sup_interval,                  # supervision: per-rule blocks, and
+                                                         #   the interval per device (0: none)
+              sup_last, sup_origin, sup_flag,            #   last seen, its event, offline
+              sup_next)                                  #   int64[1]: a lower bound of the
+                                                         #   earliest silence deadline
     batch  = (type_id, device, ts, value, has_value, seq)
     out    = (rule, device, home, ts, origin, event, action)
 
@@ -32,6 +37,7 @@ KIND_MATCH = 0
 KIND_THRESHOLD = 1
 KIND_NOT_FOLLOWED = 2
 KIND_HYSTERESIS = 3
+KIND_SUPERVISION = 4
 
 # What a decision asks of the alarm desk (tables.action, and the `action` output column).
 ACTION_RAISE = 0  # raise an alarm, or join the open one of (home, kind)
@@ -56,6 +62,11 @@ NO_DUE = np.iinfo(np.int64).max
 # `last_ts` of a device with no trigger that a cancel could still refer to (event times
 # are >= 0).
 NO_LAST = -1
+
+# `sup_last` of a device not heard from since the engine started; the next sweep starts
+# its clock. `sup_origin` of such a device is NO_ORIGIN.
+NO_SEEN = np.iinfo(np.int64).min
+NO_ORIGIN = -1
 
 
 @njit(cache=True, nogil=True)
@@ -107,7 +118,8 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
         cancel_mask,
         cancel_within_ms,
     ) = tables
-    slot_offset, _slot_count, due, origin, flag_offset, flags, last_offset, last_ts = state
+    slot_offset, _slot_count, due, origin, flag_offset, flags, last_offset, last_ts = state[:8]
+    sup_offset, sup_interval, sup_last, sup_origin, sup_flag, sup_next = state[8:]
     type_id, device, ts, value, has_value, seq = batch
     n = 0
     for i in range(type_id.shape[0]):
@@ -119,6 +131,28 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
         for k in range(type_ptr[t], type_ptr[t + 1]):
             r = type_rules[k]
             rule_kind = kind[r]
+            if rule_kind == KIND_SUPERVISION:
+                interval = sup_interval[d]
+                if interval == 0:  # not supervised
+                    continue
+                s = sup_offset[r] + d
+                if (unless_mask[r] & bit) != 0:
+                    # device.offline (a Last Will, or online: false): raise at once, once.
+                    if sup_flag[s] == 0:
+                        n = _emit(out, n, r, d, h, now, seq[i], i, ACTION_RAISE)
+                        sup_flag[s] = 1
+                    continue
+                # Any other event is a sign of life: the silence clock restarts (at the
+                # latest time seen), and an offline device is back.
+                if now > sup_last[s]:
+                    sup_last[s] = now
+                sup_origin[s] = seq[i]
+                if sup_flag[s] != 0:
+                    n = _emit(out, n, r, d, h, now, seq[i], i, ACTION_CLEAR)
+                    sup_flag[s] = 0
+                if sup_last[s] + interval < sup_next[0]:
+                    sup_next[0] = sup_last[s] + interval
+                continue
             if rule_kind == KIND_NOT_FOLLOWED:
                 home_scope = scope[r] == SCOPE_HOME
                 s = slot_offset[r] + (h if home_scope else d)
@@ -161,16 +195,61 @@ def process_batch(tables, state, device_home, batch, out):  # type: ignore[no-un
 
 
 @njit(cache=True, nogil=True)
-def sweep_due(tables, state, device_home, now, out):  # type: ignore[no-untyped-def]
-    """Fire and clear every pending slot with due <= now, in slot order; returns the count.
+def sweep_count(tables, state, now, start):  # type: ignore[no-untyped-def]
+    """How many rows `sweep_due(now, start)` will emit (it sizes the output exactly)."""
+    kind = tables[2]
+    slot_offset, slot_count, due = state[0], state[1], state[2]
+    sup_offset, sup_interval, sup_last, sup_flag = state[8], state[9], state[10], state[12]
+    n = 0
+    for r in range(kind.shape[0]):
+        if kind[r] == KIND_NOT_FOLLOWED:
+            base = slot_offset[r]
+            for s in range(base, base + slot_count[r]):
+                if due[s] <= now and due[s] != NO_DUE:
+                    n += 1
+        elif kind[r] == KIND_SUPERVISION:
+            base = sup_offset[r]
+            for d in range(sup_interval.shape[0]):
+                s = base + d
+                if sup_interval[d] != 0 and sup_flag[s] == 0:
+                    last = start if sup_last[s] == NO_SEEN else sup_last[s]
+                    if last + sup_interval[d] <= now:
+                        n += 1
+    return n
 
-    `out` must hold one row per state slot.
+
+@njit(cache=True, nogil=True)
+def sweep_due(tables, state, device_home, now, start, out):  # type: ignore[no-untyped-def]
+    """Fire and clear every pending slot with due <= now, and raise every supervised
+    device silent since `now - interval` or longer, in slot order (rule, then entity);
+    returns the count. A device never heard from starts its clock at `start` (now,
+    clamped to event times). Recomputes `sup_next` exactly.
+
+    `out` must hold `sweep_count(...)` rows.
     """
     kind = tables[2]
     scope = tables[8]
     slot_offset, slot_count, due, origin = state[0], state[1], state[2], state[3]
+    sup_offset, sup_interval, sup_last, sup_origin, sup_flag, sup_next = state[8:]
     n = 0
+    earliest = NO_DUE
     for r in range(kind.shape[0]):
+        if kind[r] == KIND_SUPERVISION:
+            base = sup_offset[r]
+            for d in range(sup_interval.shape[0]):
+                interval = sup_interval[d]
+                s = base + d
+                if interval == 0 or sup_flag[s] != 0:
+                    continue
+                if sup_last[s] == NO_SEEN:
+                    sup_last[s] = start
+                silent_at = sup_last[s] + interval
+                if silent_at <= now:
+                    n = _emit(out, n, r, d, device_home[d], silent_at, sup_origin[s], -1, ACTION_RAISE)
+                    sup_flag[s] = 1
+                elif silent_at < earliest:
+                    earliest = silent_at
+            continue
         if kind[r] != KIND_NOT_FOLLOWED:
             continue
         home_scope = scope[r] == SCOPE_HOME
@@ -183,4 +262,5 @@ def sweep_due(tables, state, device_home, now, out):  # type: ignore[no-untyped-
                 else:
                     n = _emit(out, n, r, e, device_home[e], due[s], origin[s], -1, ACTION_RAISE)
                 due[s] = NO_DUE
+    sup_next[0] = earliest
     return n

@@ -31,10 +31,11 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from responsecentre.contract import EVENT_TYPES, TYPE_ID
+from responsecentre.contract import ENGINE_TYPES, EVENT_TYPES, TYPE_ID
 
 __all__ = [
     "DEFAULT_CANCEL_WITHIN_MS",
+    "DEFAULT_GRACE",
     "MAX_DURATION_MS",
     "Op",
     "Priority",
@@ -54,6 +55,9 @@ MAX_DURATION_MS = 365 * 24 * 3600 * 1000
 
 # The resident's cancel window when a rule's `cancel` does not say (the issue's "2 min").
 DEFAULT_CANCEL_WITHIN_MS = 2 * 60_000
+
+# A supervised device may miss one heartbeat: silence for heartbeat_every x this raises.
+DEFAULT_GRACE = 2.0
 
 Scope = Literal["device", "home"]
 Action = Literal["raise", "clear"]
@@ -99,6 +103,7 @@ class RuleKind(StrEnum):
     THRESHOLD = "threshold"  # `when` + `value`: a matching event whose value passes the test
     NOT_FOLLOWED = "not_followed"  # `when` + `unless`: a deadline that a follow-up cancels
     HYSTERESIS = "hysteresis"  # `value` with `clear_above`/`clear_below`: raise once, then clear
+    SUPERVISION = "supervision"  # `supervise`: a device silent too long, or offline, raises
 
 
 class Op(StrEnum):
@@ -140,6 +145,7 @@ class Rule:
     scope: Scope = "device"  # whose follow-up cancels a NOT_FOLLOWED deadline
     cancel_by: tuple[str, ...] = ()  # the resident's cancel (MATCH/THRESHOLD raising rules)
     cancel_within_ms: int = 0  # how long after the trigger a cancel counts (with cancel_by)
+    grace: float = 0.0  # SUPERVISION only: interval = heartbeat_every x grace (the shell applies it)
     action: Action = "raise"
     alarm: str  # the alarm kind raised (`raise.kind`) or cleared (`clear.kind`)
     priority: Priority
@@ -177,6 +183,15 @@ class RulePack:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def supervision_grace(self) -> float | None:
+        """The grace factor of the pack's `supervise` rule, None if it has none (then no
+        device is supervised). The shell turns it into per-device intervals."""
+        for rule in self.rules:
+            if rule.kind is RuleKind.SUPERVISION:
+                return rule.grace
+        return None
 
 
 def parse_duration(value: object) -> int:
@@ -315,6 +330,14 @@ class _Parser:
                 clears.append((len(rules), clear_node))
             rules.append(rule)
         self.check_clears(rules, clears, auto_clear)
+        supervising = [rule for rule in rules if rule.kind is RuleKind.SUPERVISION]
+        if len(supervising) > 1:
+            first, second = supervising[:2]
+            message = (
+                f"a pack supervises devices once: rule {second.name!r} repeats the 'supervise' of "
+                f"{first.name!r} (line {first.line})"
+            )
+            raise RuleError(self.source, second.line, message)
         return RulePack(tuple(rules), self.source, frozenset(auto_clear))
 
     def alarms(self, node: Node) -> dict[str, int]:
@@ -362,6 +385,13 @@ class _Parser:
                 raise self.fail(node, message)
             rules[index] = replace(rule, priority=raiser.priority, chain=raiser.chain)
         for rule in rules:
+            if rule.kind is RuleKind.SUPERVISION and rule.alarm not in auto_clear:
+                message = (
+                    f"rule {rule.name!r} supervises devices, and a device heard from again clears its "
+                    f"alarm kind {rule.alarm!r}, but that kind is not auto-clearable; "
+                    + declare.format(kind=rule.alarm)
+                )
+                raise RuleError(self.source, rule.line, message)
             if rule.kind is RuleKind.HYSTERESIS and rule.alarm not in auto_clear:
                 word = "clear_above" if rule.clear_op is Op.GT else "clear_below"
                 message = (
@@ -375,10 +405,14 @@ class _Parser:
         keys = self.mapping(
             node,
             "a rule",
-            ("name", "when", "value", "unless", "scope", "cancel", "raise", "clear"),
-            ("name", "when"),
+            ("name", "when", "value", "unless", "scope", "cancel", "supervise", "raise", "clear"),
+            ("name",),
         )
         name = self.identifier(keys["name"][1], "rule name", _NAME, _NAME_CHARS)
+        if "supervise" in keys:
+            return self.supervise_rule(node, keys, name), None
+        if "when" not in keys:
+            raise self.fail(node, "a rule is missing the key 'when'")
         when = self.types(keys["when"][1], "when")
         if "raise" in keys and "clear" in keys:
             raise self.fail(keys["clear"][0], "a rule takes either 'raise' or 'clear', not both")
@@ -458,6 +492,37 @@ class _Parser:
             clear_node,
         )
 
+    def supervise_rule(self, node: Node, keys: dict[str, tuple[Node, Node]], name: str) -> Rule:
+        """`supervise: {grace: 2}` with a `raise`: every event of a device counts as a sign
+        of life, so the rule has no `when`; nor anything else that picks events."""
+        for word in ("when", "value", "unless", "scope", "cancel", "clear"):
+            if word in keys:
+                why = "every event of a device is a sign of life" if word == "when" else "it raises and clears itself"
+                raise self.fail(keys[word][0], f"a supervise rule takes no {word!r} ({why})")
+        if "raise" not in keys:
+            raise self.fail(node, "a supervise rule needs 'raise' (the alarm of a device gone silent)")
+        alarm, priority, chain = self.raise_(keys["raise"][1])
+        grace = DEFAULT_GRACE
+        options_node = keys["supervise"][1]
+        if not (isinstance(options_node, ScalarNode) and self.scalar(options_node, "supervise") is None):
+            options = self.mapping(options_node, "supervise", ("grace",))
+            if "grace" in options:
+                grace_node = options["grace"][1]
+                grace = self.number(grace_node, "grace")
+                if not 1 <= grace <= 100:
+                    why = "below 1 a device raises between two heartbeats"
+                    raise self.fail(grace_node, f"grace {_num(grace)} must be from 1 to 100 ({why})")
+        return Rule(
+            name=name,
+            kind=RuleKind.SUPERVISION,
+            when=ENGINE_TYPES,
+            grace=grace,
+            alarm=alarm,
+            priority=priority,
+            chain=chain,
+            line=node.start_mark.line + 1,
+        )
+
     def types(self, node: Node, what: str) -> tuple[str, ...]:
         """An event type, a family `door.*`, or a non-empty list of them -> type names."""
         items = node.value if isinstance(node, SequenceNode) else [node]
@@ -479,8 +544,8 @@ class _Parser:
                 families = sorted({t.split(".")[0] + ".*" for t in EVENT_TYPES if "." in t})
                 raise self.fail(node, f"unknown event family {ref!r}{_suggest(ref, families)}")
             return names
-        if ref not in TYPE_ID:
-            raise self.fail(node, f"unknown event type {ref!r}{_suggest(ref, EVENT_TYPES)}")
+        if ref not in TYPE_ID:  # a family is a device's types; the internal ones only by name
+            raise self.fail(node, f"unknown event type {ref!r}{_suggest(ref, ENGINE_TYPES)}")
         return [ref]
 
     def raise_(self, node: Node) -> tuple[str, Priority, str]:

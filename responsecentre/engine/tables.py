@@ -21,7 +21,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from responsecentre.contract import EVENT_TYPES, TYPE_ID
+from responsecentre.contract import ENGINE_TYPES, TYPE_ID
 from responsecentre.engine.kernels import (
     ACTION_CANCEL,
     ACTION_CLEAR,
@@ -29,8 +29,10 @@ from responsecentre.engine.kernels import (
     KIND_HYSTERESIS,
     KIND_MATCH,
     KIND_NOT_FOLLOWED,
+    KIND_SUPERVISION,
     KIND_THRESHOLD,
     NO_DUE,
+    NO_SEEN,
     OP_EQ,
     OP_GE,
     OP_GT,
@@ -39,12 +41,13 @@ from responsecentre.engine.kernels import (
     SCOPE_DEVICE,
     SCOPE_HOME,
 )
-from responsecentre.engine.rules import Op, RuleKind, RulePack
+from responsecentre.engine.rules import MAX_DURATION_MS, Op, RuleKind, RulePack
 
 __all__ = [
     "ACTIONS",
     "INT64_MIN",
     "MAX_TS",
+    "OFFLINE_TYPES",
     "EventBatch",
     "EventRow",
     "SnapshotState",
@@ -52,12 +55,14 @@ __all__ = [
     "TriggerRow",
     "Triggers",
     "check_device_home",
+    "check_intervals",
     "check_now",
     "compile_tables",
     "decode_snapshot",
     "device_layout",
     "encode_snapshot",
     "slot_layout",
+    "supervision_start",
 ]
 
 # Event times are epoch milliseconds in [0, MAX_TS]. 2**53 ms is ~285,000 years: no real
@@ -67,6 +72,11 @@ MAX_TS = 2**53
 _KIND = {RuleKind.MATCH: KIND_MATCH, RuleKind.THRESHOLD: KIND_THRESHOLD}
 _KIND[RuleKind.NOT_FOLLOWED] = KIND_NOT_FOLLOWED
 _KIND[RuleKind.HYSTERESIS] = KIND_HYSTERESIS
+_KIND[RuleKind.SUPERVISION] = KIND_SUPERVISION
+
+# The event types that make a supervise rule raise at once (a device's Last Will or its
+# `online: false`); every other type is a sign of life. Kept in the rule's `unless_mask`.
+OFFLINE_TYPES = ("device.offline",)
 _ACTION = {"raise": ACTION_RAISE, "clear": ACTION_CLEAR}
 
 # The `action` output column's codes by name, for the shell and for tests.
@@ -74,7 +84,7 @@ ACTIONS = {ACTION_RAISE: "raise", ACTION_CLEAR: "clear", ACTION_CANCEL: "cancel"
 _OP = {Op.LT: OP_LT, Op.LE: OP_LE, Op.GT: OP_GT, Op.GE: OP_GE, Op.EQ: OP_EQ}
 _SCOPE = {"device": SCOPE_DEVICE, "home": SCOPE_HOME}
 
-assert len(EVENT_TYPES) <= 63, "type bitmasks are int64"
+assert len(ENGINE_TYPES) <= 63, "type bitmasks are int64"
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,7 +95,7 @@ class Tables:
     type_rules: np.ndarray  # int32[nnz]: rule indices, pack order within a type
     kind: np.ndarray  # int8: KIND_* code
     when_mask: np.ndarray  # int64: bit t set if type t is in `when`
-    unless_mask: np.ndarray  # int64: bit t set if type t is in `unless`
+    unless_mask: np.ndarray  # int64: bit t set if type t is in `unless` (supervision: OFFLINE_TYPES)
     op: np.ndarray  # int8: OP_* code (threshold rules; 0 otherwise)
     threshold: np.ndarray  # float64 (threshold rules; 0.0 otherwise)
     within_ms: np.ndarray  # int64 (not-followed rules; 0 otherwise)
@@ -137,11 +147,11 @@ def compile_tables(pack: RulePack) -> Tables:
     clear_threshold = np.zeros(n, np.float64)
     cancel_mask = np.zeros(n, np.int64)
     cancel_within_ms = np.zeros(n, np.int64)
-    by_type: list[list[int]] = [[] for _ in EVENT_TYPES]
+    by_type: list[list[int]] = [[] for _ in ENGINE_TYPES]
     for r, rule in enumerate(pack.rules):
         kind[r] = _KIND[rule.kind]
         when_mask[r] = _mask(rule.when)
-        unless_mask[r] = _mask(rule.unless)
+        unless_mask[r] = _mask(OFFLINE_TYPES if rule.kind is RuleKind.SUPERVISION else rule.unless)
         if rule.op is not None and rule.threshold is not None:
             op[r] = _OP[rule.op]
             threshold[r] = rule.threshold
@@ -156,7 +166,7 @@ def compile_tables(pack: RulePack) -> Tables:
         for name in rule.types:
             by_type[TYPE_ID[name]].append(r)
     counts = np.array([len(rules) for rules in by_type], np.int32)
-    type_ptr = np.zeros(len(EVENT_TYPES) + 1, np.int32)
+    type_ptr = np.zeros(len(ENGINE_TYPES) + 1, np.int32)
     np.cumsum(counts, out=type_ptr[1:])
     type_rules = np.array([r for rules in by_type for r in rules], np.int32)
     arrays = {
@@ -175,8 +185,8 @@ def compile_tables(pack: RulePack) -> Tables:
         "cancel_mask": cancel_mask,
         "cancel_within_ms": cancel_within_ms,
     }
-    digest = hashlib.sha256(b"responsecentre-engine-tables-v2\n")
-    digest.update("\n".join(EVENT_TYPES).encode())
+    digest = hashlib.sha256(b"responsecentre-engine-tables-v3\n")
+    digest.update("\n".join(ENGINE_TYPES).encode())
     for name, array in arrays.items():
         digest.update(f"\n{name}:{array.dtype.str}:{array.shape}\n".encode())
         digest.update(array.tobytes())
@@ -218,6 +228,31 @@ def _offsets(count: np.ndarray) -> np.ndarray:
 
 
 INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+def check_intervals(intervals: np.ndarray | None, n_devices: int) -> np.ndarray:
+    """Validate the supervision interval per device (ms, 0: not supervised); return a
+    read-only int64 copy the engine owns. None means no device is supervised."""
+    if intervals is None:
+        owned = np.zeros(n_devices, np.int64)
+    else:
+        if not isinstance(intervals, np.ndarray) or intervals.ndim != 1:
+            raise TypeError("supervision_ms must be a 1-D numpy integer array")
+        if intervals.dtype.kind not in "iu":
+            raise TypeError(f"supervision_ms must be an integer array, not {intervals.dtype}")
+        if intervals.shape[0] != n_devices:
+            raise ValueError(f"supervision_ms has {intervals.shape[0]} entries for {n_devices} devices")
+        if n_devices and (intervals.min() < 0 or intervals.max() > MAX_DURATION_MS):
+            raise ValueError("supervision_ms holds an interval outside 0..365d")
+        owned = np.array(intervals, dtype=np.int64, copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+def supervision_start(now: int) -> int:
+    """Where a sweep at `now` starts the silence clock of a device never heard from: now,
+    clamped into the range of event times (so that `start + interval` cannot overflow)."""
+    return max(0, min(now, MAX_TS))
 
 
 def check_device_home(device_home: np.ndarray, at_least: int = 0) -> np.ndarray:
@@ -326,8 +361,8 @@ class EventBatch:
             raise ValueError(f"EventBatch columns differ in length: {lengths}")
         type_id, device, ts = columns[0].astype(np.int32, copy=False), columns[1], columns[2]
         if n:
-            if type_id.min() < 0 or type_id.max() >= len(EVENT_TYPES):
-                raise ValueError(f"EventBatch.type_id outside 0..{len(EVENT_TYPES) - 1}")
+            if type_id.min() < 0 or type_id.max() >= len(ENGINE_TYPES):
+                raise ValueError(f"EventBatch.type_id outside 0..{len(ENGINE_TYPES) - 1}")
             if device.min() < 0 or device.max() >= n_devices:
                 raise ValueError(f"EventBatch.device outside 0..{n_devices - 1}")
             if ts.min() < 0 or ts.max() > MAX_TS:
@@ -408,12 +443,16 @@ class Triggers:
 #   pending slots in slot order, as four columns: rule (i32), entity (i32), due (i64),
 #     origin (i64); entity is a device index or a home index (the rule's scope);
 #   raised hysteresis flags in (rule, device) order: rule (i32), device (i32);
-#   cancel windows in (rule, device) order: rule (i32), device (i32), last trigger ts (i64).
+#   cancel windows in (rule, device) order: rule (i32), device (i32), last trigger ts (i64);
+#   supervision in (rule, device) order, every device heard from or offline: rule (i32),
+#     device (i32), last seen (i64, NO_SEEN if never), origin (i64), offline (u8).
+# The supervision intervals are not in it: the shell gives them (directory and catalogue),
+# so a changed interval applies to a restored engine at once.
 # Sparse rather than dense: the set entries are few, and the format outlives the layouts,
 # which change whenever devices are added.
 
-_MAGIC = b"RCENGST2"
-_HEADER = struct.Struct("<8s32sqqqqq")
+_MAGIC = b"RCENGST3"
+_HEADER = struct.Struct("<8s32sqqqqqq")
 
 
 @dataclass(frozen=True, eq=False)
@@ -429,14 +468,20 @@ class SnapshotState:
     last_rule: np.ndarray  # the last trigger a resident's cancel may still refer to
     last_device: np.ndarray
     last_ts: np.ndarray
+    sup_rule: np.ndarray  # supervision, per device heard from (or offline)
+    sup_device: np.ndarray
+    sup_last: np.ndarray
+    sup_origin: np.ndarray
+    sup_flag: np.ndarray
 
 
 def encode_snapshot(tables: Tables, n_devices: int, n_homes: int, state: SnapshotState) -> bytes:
     """Sparse state columns (each group of equal length, in order) -> snapshot bytes."""
     n, n_raised, n_last = len(state.rule), len(state.raised_rule), len(state.last_rule)
+    n_sup = len(state.sup_rule)
     return b"".join(
         (
-            _HEADER.pack(_MAGIC, tables.fingerprint, n_devices, n_homes, n, n_raised, n_last),
+            _HEADER.pack(_MAGIC, tables.fingerprint, n_devices, n_homes, n, n_raised, n_last, n_sup),
             np.asarray(state.rule, "<i4").tobytes(),
             np.asarray(state.entity, "<i4").tobytes(),
             np.asarray(state.due, "<i8").tobytes(),
@@ -446,6 +491,11 @@ def encode_snapshot(tables: Tables, n_devices: int, n_homes: int, state: Snapsho
             np.asarray(state.last_rule, "<i4").tobytes(),
             np.asarray(state.last_device, "<i4").tobytes(),
             np.asarray(state.last_ts, "<i8").tobytes(),
+            np.asarray(state.sup_rule, "<i4").tobytes(),
+            np.asarray(state.sup_device, "<i4").tobytes(),
+            np.asarray(state.sup_last, "<i8").tobytes(),
+            np.asarray(state.sup_origin, "<i8").tobytes(),
+            np.asarray(state.sup_flag, "u1").tobytes(),
         )
     )
 
@@ -459,12 +509,13 @@ def decode_snapshot(blob: bytes, tables: Tables, n_devices: int, n_homes: int) -
     """
     if len(blob) < _HEADER.size:
         raise ValueError("engine snapshot is truncated")
-    magic, fingerprint, _, _, n, n_raised, n_last = _HEADER.unpack_from(blob)
+    magic, fingerprint, _, _, n, n_raised, n_last, n_sup = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
         raise ValueError("not an engine snapshot (bad magic)")
     if fingerprint != tables.fingerprint:
         raise ValueError("engine snapshot was taken with different rule tables")
-    if min(n, n_raised, n_last) < 0 or len(blob) != _HEADER.size + n * 24 + n_raised * 8 + n_last * 16:
+    size = _HEADER.size + n * 24 + n_raised * 8 + n_last * 16 + n_sup * 25
+    if min(n, n_raised, n_last, n_sup) < 0 or len(blob) != size:
         raise ValueError("engine snapshot is truncated or has trailing bytes")
     at = _HEADER.size
 
@@ -484,6 +535,11 @@ def decode_snapshot(blob: bytes, tables: Tables, n_devices: int, n_homes: int) -
         last_rule=take("<i4", n_last),
         last_device=take("<i4", n_last),
         last_ts=take("<i8", n_last),
+        sup_rule=take("<i4", n_sup),
+        sup_device=take("<i4", n_sup),
+        sup_last=take("<i8", n_sup),
+        sup_origin=take("<i8", n_sup),
+        sup_flag=take("u1", n_sup),
     )
     rule, entity, due = state.rule, state.entity, state.due
     if n:
@@ -504,6 +560,15 @@ def decode_snapshot(blob: bytes, tables: Tables, n_devices: int, n_homes: int) -
         _check_order(state.last_rule, state.last_device)
         if state.last_ts.min() < 0 or state.last_ts.max() > MAX_TS:
             raise ValueError("engine snapshot holds an impossible trigger time")
+    if n_sup:
+        _check_rules(state.sup_rule, tables, tables.kind == KIND_SUPERVISION)
+        _check_devices(state.sup_device, n_devices)
+        _check_order(state.sup_rule, state.sup_device)
+        last, flag = state.sup_last, state.sup_flag
+        if np.any((last != NO_SEEN) & ((last < 0) | (last > MAX_TS))):
+            raise ValueError("engine snapshot holds an impossible last-seen time")
+        if flag.max() > 1 or np.any((last == NO_SEEN) & (flag == 0)):
+            raise ValueError("engine snapshot holds an impossible supervision entry")
     return state
 
 

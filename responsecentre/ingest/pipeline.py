@@ -136,12 +136,22 @@ class Ingest:
 
     def _status(self, item: Inbound) -> StatusChange:
         """A retained status to store, or None to clear: an empty retained message is
-        MQTT's delete, and the device's stored status goes with it."""
+        MQTT's delete, and the device's stored status goes with it. A change of `online`
+        is also logged for the rule engine (log.py), at the status's engine time."""
         where = parse_status_topic(item.topic)
         status = decode_status(item.topic, item.payload) if item.payload else None
         self._known(where.tenant, where.device_id)
         self.metrics.statuses.inc()
-        return StatusChange(where.tenant, where.device_id, status, item.received_ms)
+        engine_ts = None
+        if status is not None:  # a Last Will carries no ts: then it is the receive time
+            device_ts = status.ts_ms if status.ts_ms is not None else item.received_ms
+            engine_ts = engine_time(device_ts, item.received_ms, self.settings)
+        return StatusChange(where.tenant, where.device_id, status, item.received_ms, engine_ts)
+
+    def _count_changes(self) -> None:
+        for change in self.event_log.logged_changes:
+            online = "true" if change.status is not None and change.status.online else "false"
+            self.metrics.status_changes.labels(change.tenant, online).inc()
 
     def _internal_letter(self, item: Inbound, exc: Exception) -> dict[str, object]:
         self.metrics.events_rejected.labels(str(RejectReason.INTERNAL)).inc()
@@ -154,6 +164,7 @@ class Ingest:
         sorted_ = self._classify(batch)
         try:
             ids = await self._append(sorted_.stored, sorted_.dead, sorted_.statuses)
+            self._count_changes()
         except Exception as exc:  # not an outage (_append waits those out): something breaks the writer
             log.error("storing a batch of %d failed (%s); storing one by one", len(batch), describe(exc))
             ids = await self._append_one_by_one(sorted_)
@@ -209,6 +220,7 @@ class Ingest:
             for args in records:
                 try:
                     await self._append(*args)
+                    self._count_changes()
                 except Exception as exc:  # the last resort: counted and logged, then acked
                     self.metrics.internal_errors.labels(STAGE).inc()
                     log.error("could not store a %s (%s); dropped it", what, describe(exc))

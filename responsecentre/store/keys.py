@@ -118,6 +118,23 @@ class Keys:
         a nurse sees and acts on these (web/scope.py)."""
         return f"{self.prefix}:{tenant}:staff:{staff_id}:alarms"
 
+    def silences(self, tenant: str) -> str:
+        """Hash: silence id -> a planned silence set over the API (msgspec JSON, suppression.py)."""
+        return f"{self.prefix}:{tenant}:silences"
+
+    def home_statuses(self, tenant: str) -> str:
+        """Hash: home id -> its away / in_hospital status set over the API, with since and until."""
+        return f"{self.prefix}:{tenant}:home-status"
+
+    def maintenance(self, tenant: str) -> str:
+        """Hash: device id -> its maintenance interval set over the API."""
+        return f"{self.prefix}:{tenant}:maintenance"
+
+    def suppression_version(self) -> str:
+        """String: bumped in the same transaction as every change above; the rule processor
+        polls it (one GET) and reloads its suppression index when it moved."""
+        return f"{self.prefix}:suppression:version"
+
 
 KEYS = Keys()
 

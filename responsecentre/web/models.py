@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from responsecentre.alarms.model import CLOSING_CODES, AlarmState
 from responsecentre.web.auth import Role
@@ -271,3 +271,71 @@ class TokenCreated(TokenView):
 
 class TokenList(BaseModel):
     tokens: list[TokenView]
+
+
+# -- suppression: silences, home status, device maintenance (web/silences.py) --------------------
+
+TARGET_PATTERN = r"^[A-Za-z0-9._-]{0,64}$"
+
+
+class SilenceCreate(BaseModel):
+    tenant: TenantName
+    scope: Literal["tenant", "home", "device", "kind"] = Field(description="what the silence holds back")
+    target: str = Field(
+        default="",
+        pattern=TARGET_PATTERN,
+        description="the home id, device id or alarm kind; empty for a tenant-wide silence",
+    )
+    start: AwareDatetime | None = Field(default=None, description="default and at the earliest: now")
+    end: AwareDatetime = Field(description="after the start, at most 90 days after it")
+    reason: str = Field(min_length=1, max_length=500, description="why, for the operator who finds it later")
+
+
+class SilenceView(BaseModel):
+    id: str
+    tenant: str
+    scope: Literal["tenant", "home", "device", "kind"]
+    target: str
+    start: str
+    end: str
+    reason: str
+    created_by: str
+    source: Literal["api", "yaml"] = Field(description="yaml: set in devices/homes.yaml, ended only there")
+    active: bool = Field(description="in force now (otherwise planned, or ended)")
+
+
+class HomeStatusBody(BaseModel):
+    status: Literal["normal", "away", "in_hospital"]
+    until: AwareDatetime | None = Field(default=None, description="when it ends by itself (not for normal)")
+
+
+class HomeStatusView(BaseModel):
+    tenant: str
+    home_id: str
+    status: Literal["normal", "away", "in_hospital"] = Field(description="the status now")
+    since: str | None
+    until: str | None
+    set_by: str
+    source: Literal["api", "yaml", "none"]
+
+
+class MaintenanceBody(BaseModel):
+    maintenance: bool
+    until: AwareDatetime | None = Field(default=None, description="when it ends by itself (only with true)")
+
+
+class MaintenanceView(BaseModel):
+    tenant: str
+    device_id: str
+    home_id: str
+    maintenance: bool = Field(description="in maintenance now")
+    since: str | None
+    until: str | None
+    set_by: str
+    source: Literal["api", "yaml", "none"]
+
+
+class SuppressionList(BaseModel):
+    silences: list[SilenceView] = Field(description="in force or planned, by start")
+    homes: list[HomeStatusView] = Field(description="homes away or in hospital now")
+    devices: list[MaintenanceView] = Field(description="devices in maintenance now")
