@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import Mosquitto, Redis, running
-from tests.service import Api, Publisher, ServiceProcess
+from tests.service import TEST_RULES, Api, Publisher, ServiceProcess
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
 
@@ -63,10 +63,23 @@ def service_env() -> dict[str, str]:
 
 
 @pytest.fixture
+def service_rules() -> str:
+    """The rule pack of the `service` fixture; a module overrides it to test its own rules."""
+    return TEST_RULES
+
+
+@pytest.fixture
 def service(
-    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str, service_env: dict[str, str]
+    tmp_path: Path,
+    tenant: str,
+    mosquitto: Mosquitto,
+    redis_url: str,
+    service_env: dict[str, str],
+    service_rules: str,
 ) -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(tenant=tenant, workdir=tmp_path / "service", broker=mosquitto, redis_url=redis_url)
+    svc = ServiceProcess(
+        tenant=tenant, workdir=tmp_path / "service", broker=mosquitto, redis_url=redis_url, rules=service_rules
+    )
     svc.env.update(service_env)
     svc.start()
     try:

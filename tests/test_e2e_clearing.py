@@ -7,13 +7,10 @@ steps of 2 s each and no repeat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers import Mosquitto
 from tests.service import Api, Publisher, ServiceProcess
 from tests.waiting import until
 
@@ -34,19 +31,9 @@ rules:
 
 
 @pytest.fixture
-def service(
-    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str, service_env: dict[str, str]
-) -> Iterator[ServiceProcess]:
-    """conftest's `service` with this module's rules (the `api` fixture uses it)."""
-    svc = ServiceProcess(
-        tenant=tenant, workdir=tmp_path / "service", broker=mosquitto, redis_url=redis_url, rules=RULES
-    )
-    svc.env.update(service_env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+def service_rules() -> str:
+    """conftest's `service` (and so `api`) runs this module's rules."""
+    return RULES
 
 
 def of_kind(kind: str):  # type: ignore[no-untyped-def]

@@ -9,14 +9,11 @@ raises as usual.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from responsecentre.alarms.view import iso
-from tests.servers import Mosquitto
 from tests.service import Api, Publisher, ServiceProcess
 
 DEADLINE_S = 3.0
@@ -44,19 +41,9 @@ async def applied(api: Api, changes: int) -> None:
 
 
 @pytest.fixture
-def service(
-    tmp_path: Path, tenant: str, mosquitto: Mosquitto, redis_url: str, service_env: dict[str, str]
-) -> Iterator[ServiceProcess]:
-    """conftest's `service` with this module's rules (the `api` fixture uses it)."""
-    svc = ServiceProcess(
-        tenant=tenant, workdir=tmp_path / "service", broker=mosquitto, redis_url=redis_url, rules=RULES
-    )
-    svc.env.update(service_env)
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
+def service_rules() -> str:
+    """conftest's `service` (and so `api`) runs this module's rules."""
+    return RULES
 
 
 def in_home(home: str, kind: str):  # type: ignore[no-untyped-def]

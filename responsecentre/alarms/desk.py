@@ -130,6 +130,25 @@ class AlarmDesk:
 
     # -- changes -------------------------------------------------------------------------
 
+    async def _watch_open(
+        self, pipe: Any, tenant: str, open_key: str, cause_key: str, field: str
+    ) -> tuple[bool, Alarm | None]:
+        """Start a decision's optimistic transaction: watch its cause and the open index,
+        then the open alarm of (home, kind) if there is one. Returns (cause already
+        applied, that alarm); a change to any of them by another writer retries the whole
+        decision (WatchError), so two decisions never both think they raised it."""
+        await pipe.watch(open_key, cause_key)
+        if await pipe.exists(cause_key):
+            await pipe.unwatch()
+            return True, None
+        existing = await pipe.hget(open_key, field)
+        if existing is None:
+            return False, None
+        alarm_key = self.keys.alarm(tenant, existing.decode())
+        await pipe.watch(alarm_key)
+        raw = await pipe.get(alarm_key)
+        return False, _alarm_decoder.decode(raw) if raw is not None else None
+
     async def apply_trigger(self, tenant: str, trigger: Trigger, now_ms: int) -> Alarm | None:
         """Raise a new alarm or join the open one of (home, kind). Idempotent by cause:
         replaying the event log after a crash applies each decision once."""
@@ -139,17 +158,9 @@ class AlarmDesk:
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(MAX_RETRIES):
                 try:
-                    await pipe.watch(open_key, cause_key)
-                    if await pipe.exists(cause_key):
-                        await pipe.unwatch()
+                    seen, previous = await self._watch_open(pipe, tenant, open_key, cause_key, field)
+                    if seen:
                         return None
-                    existing = await pipe.hget(open_key, field)
-                    previous: Alarm | None = None
-                    if existing is not None:
-                        alarm_key = self.keys.alarm(tenant, existing.decode())
-                        await pipe.watch(alarm_key)
-                        raw = await pipe.get(alarm_key)
-                        previous = _alarm_decoder.decode(raw) if raw is not None else None
                     if previous is not None and previous.is_open:
                         alarm, entries = join(previous, trigger, now_ms)
                         actions: list[Any] = []
@@ -188,17 +199,9 @@ class AlarmDesk:
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(MAX_RETRIES):
                 try:
-                    await pipe.watch(open_key, cause_key)
-                    if await pipe.exists(cause_key):
-                        await pipe.unwatch()
+                    seen, previous = await self._watch_open(pipe, tenant, open_key, cause_key, field)
+                    if seen:
                         return None
-                    existing = await pipe.hget(open_key, field)
-                    previous: Alarm | None = None
-                    if existing is not None:
-                        alarm_key = self.keys.alarm(tenant, existing.decode())
-                        await pipe.watch(alarm_key)
-                        raw = await pipe.get(alarm_key)
-                        previous = _alarm_decoder.decode(raw) if raw is not None else None
                     alarm: Alarm | None = None
                     entries: list[Entry] = []
                     actions: list[Any] = []
