@@ -7,6 +7,7 @@ ignoring SIGTERM, its outbox task stuck in a Redis read; only SIGKILL ended it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -18,6 +19,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from responsecentre.escalation import notify
+from responsecentre.metrics import Metrics
+from responsecentre.store.keys import KEYS
 from tests.conftest import seed
 from tests.servers import Redis, running
 from tests.service import ServiceProcess
@@ -106,3 +110,34 @@ async def test_stops_in_time_during_replay(tmp_path: Path, tenant: str, mosquitt
     finally:
         svc.stop()
     assert took < STOP_WITHIN_S, f"took {took:.1f} s\n{svc.log_tail()}"
+
+
+class _StopsTheNotifierAsItSends:
+    """A channel whose send completes in the very step its notifier loop is cancelled: on
+    Python 3.11, asyncio.wait_for then returns the send's result and swallows the cancel."""
+
+    channel = "test"
+
+    def __init__(self) -> None:
+        self.loop_task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    async def send(self, entry: dict[str, str]) -> None:
+        self.sent += 1
+        assert self.loop_task is not None
+        self.loop_task.cancel()
+
+
+async def test_a_stop_that_lands_as_a_send_completes_still_stops_the_notifier(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await notify.ensure_group(client)
+        await client.xadd(KEYS.outbox(), {"channel": "test", "n": "1"})
+        channel = _StopsTheNotifierAsItSends()
+        task = asyncio.create_task(notify.run_notifiers(client, [channel], Metrics()))
+        channel.loop_task = task
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)  # a TimeoutError here: the loop ran on after its stop
+        assert task.cancelled() and channel.sent == 1
+    finally:
+        await client.aclose()

@@ -91,6 +91,10 @@ async def run_notifiers(
     attempts: dict[bytes, int] = {}
     last_scan = -RETRY_S  # after a restart, first deliver what was read but never acked
     while True:
+        # Python 3.11's wait_for (used per send) can swallow a cancellation that lands just
+        # as the send completes; the task is still marked as being cancelled, so honour it
+        # here or the loop runs on and a stop never ends.
+        reraise_if_stopping()
         scan = time.monotonic() - last_scan >= RETRY_S
         try:
             await ensure_group(redis, keys)
