@@ -1,4 +1,5 @@
-"""One CLI: `responsecentre run | demo | sim | broker config | rules check | users add | unlock | passwd | token`."""
+"""One CLI: `responsecentre run | demo | sim | broker config | rules check | explain | reload | users add | unlock |
+passwd | token`."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     service = Service(_settings(args))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_until_signalled(service.run()))
+        asyncio.run(run_until_signalled(service.run(), on_hangup=service.rules.reload_on_signal))
     return 0
 
 
@@ -87,6 +88,89 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
         print(f"  {rule.name:28} {rule.kind:13} {decides}")
     if pack.auto_clear:
         print(f"auto-clearable alarm kinds: {', '.join(sorted(pack.auto_clear))}")
+    return 0
+
+
+def cmd_rules_explain(args: argparse.Namespace) -> int:
+    """The rules in force for one home, overrides marked, and its devices' supervision."""
+    from responsecentre.directory import load_catalog, load_directory
+    from responsecentre.engine import RuleError, load_rules
+    from responsecentre.rules_admin import catalog_path
+    from responsecentre.rules_explain import explain_home
+
+    tenant, _, home_id = args.home.partition("/")
+    if not tenant or not home_id:
+        print(f"error: --home wants TENANT/HOME, e.g. vestby/h03, not {args.home!r}", file=sys.stderr)
+        return 2
+    settings = _settings(args)
+    try:
+        pack = load_rules(settings.rules_path)
+        directory = load_directory(settings.homes_path, None)
+        path = args.catalog or catalog_path(settings)
+        catalog = load_catalog(path) if path is not None else {}
+        lines = explain_home(pack, directory, tenant, home_id, catalog)
+    except (RuleError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_rules_reload(args: argparse.Namespace) -> int:
+    """Check a pack here, then have the running service load it (through Redis)."""
+    import getpass
+
+    import redis.asyncio as aioredis
+
+    from responsecentre.engine import parse_rules
+    from responsecentre.rules_admin import PackRefused, ask_service, read_pack_text
+
+    settings = _settings(args)
+    path = settings.rules_path
+    try:
+        text = read_pack_text(path)
+        pack = parse_rules(text, source=str(path))
+    except PackRefused as refused:
+        for error in refused.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # RuleError: file:line: message
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{path}: {len(pack.rules)} rules OK; asking the running service to load it")
+
+    async def ask() -> dict[str, object] | None:
+        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            return await ask_service(client, text, str(path), getpass.getuser(), args.timeout)
+        finally:
+            await client.aclose()
+
+    try:
+        answer = asyncio.run(ask())
+    except OSError as exc:
+        print(f"error: Redis cannot be reached ({exc})", file=sys.stderr)
+        return 1
+    except Exception as exc:  # redis-py's ConnectionError and friends
+        print(f"error: Redis cannot be reached ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return 1
+    if answer is None:
+        print(
+            f"error: no service answered within {args.timeout:g} s: is `responsecentre run` running against this "
+            "Redis? (the request was withdrawn)",
+            file=sys.stderr,
+        )
+        return 1
+    if not answer.get("ok"):
+        print("error: the service refused the pack; the running pack stays:", file=sys.stderr)
+        for error in answer.get("errors") or []:  # type: ignore[attr-defined]
+            print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"loaded: sha256 {answer['sha256']} (was {answer['previous_sha256']}), {answer['rules']} rules")
+    for word in ("kept", "reset", "added", "removed"):
+        names = answer.get(word) or []
+        print(f"  {word:8} {len(names):3}  {', '.join(names)}".rstrip())  # type: ignore[arg-type]
+    print(f"  swapped in {float(answer['seconds']) * 1000:.1f} ms")  # type: ignore[arg-type]
     return 0
 
 
@@ -164,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = rsub.add_parser("check", help="validate a rule pack")
     check.add_argument("file")
     check.set_defaults(fn=cmd_rules_check)
+    explain = rsub.add_parser("explain", help="the rules in force for one home, with its overrides")
+    explain.add_argument("--home", required=True, help="TENANT/HOME, e.g. vestby/h03")
+    explain.add_argument("--rules", type=Path, help="rule pack (default rules/default.yaml, env RC_RULES_PATH)")
+    explain.add_argument("--homes", type=Path, help="homes and devices (default devices/homes.yaml)")
+    explain.add_argument("--catalog", type=Path, help="device catalogue (default catalog.yaml beside the homes)")
+    explain.set_defaults(fn=cmd_rules_explain)
+    reload = rsub.add_parser("reload", help="check a rule pack, then have the running service load it")
+    reload.add_argument("--rules", type=Path, help="rule pack (default rules/default.yaml, env RC_RULES_PATH)")
+    reload.add_argument("--redis", help="the service's Redis, redis://host:port/db (env RC_REDIS_URL)")
+    reload.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the service (default 10)")
+    reload.set_defaults(fn=cmd_rules_reload)
 
     users = sub.add_parser("users", help="console and API users")
     usub = users.add_subparsers(dest="users_command", required=True)

@@ -3,10 +3,18 @@
 Loaded from `devices/homes.yaml` and `escalation/staff.yaml`. The engine addresses
 devices and homes by dense integer index; this module owns that numbering so the
 engine's arrays, the ingest lookups and the alarm records agree.
+
+A home also carries what the rule engine needs of it beyond its devices: its time zone
+(`timezone`, per home or per tenant, default Europe/Oslo) for `during` windows, and its
+`rules:` overrides, kept raw here and checked against the rule pack where the service
+builds the engine's per-home parameters (docs/rules.md, "Per-home overrides").
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +23,8 @@ import numpy as np
 import yaml
 
 from responsecentre.suppression import SuppressionConfig
+
+DEFAULT_TIMEZONE = "Europe/Oslo"  # as engine.localtime.DEFAULT_TIMEZONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,15 @@ class Home:
     # Supervision intervals (ms) by device kind for this home only (`supervision:` in
     # homes.yaml); they beat the catalogue's. A tuple of pairs: a frozen record.
     supervision: tuple[tuple[str, int], ...] = ()
+    timezone: str = DEFAULT_TIMEZONE  # IANA name; the home's own, else its tenant's
+    # Per-home rule overrides (`rules:` in homes.yaml): (rule name, the override as JSON
+    # text), in file order. Text keeps the record frozen and hashable; the rule pack
+    # checks the content (engine.homes.home_params), since only it knows the rules.
+    rules: tuple[tuple[str, str], ...] = ()
+
+    def rule_overrides(self) -> dict[str, Any]:
+        """The `rules:` overrides as plain objects: rule name -> its override mapping."""
+        return {name: json.loads(text) for name, text in self.rules}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +88,7 @@ class Directory:
     device_list: list[Device] = field(default_factory=list)
     # Home status, device maintenance and planned silences as the YAML sets them (suppression.py).
     suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
+    source: str = "devices/homes.yaml"  # the homes file, for messages ("<source>: home t/h: ...")
 
     @property
     def tenants(self) -> list[str]:
@@ -79,6 +99,14 @@ class Directory:
 
     def home(self, tenant: str, home_id: str) -> Home | None:
         return self.homes.get((tenant, home_id))
+
+    def home_settings(self) -> list[tuple[str, dict[str, Any]]]:
+        """(time zone, rule overrides) per home index: what engine.homes.home_params takes."""
+        return [(home.timezone, home.rule_overrides()) for home in self.home_list]
+
+    def home_wheres(self) -> list[str]:
+        """Per home index, where it is written, for messages about its overrides."""
+        return [f"{self.source}: home {home.tenant}/{home.home_id}" for home in self.home_list]
 
     def device_home(self) -> np.ndarray:
         """Device index -> home index, the array the engine is built on."""
@@ -119,7 +147,8 @@ class Directory:
             if s.tenant == tenant and s.role == role and s.on_duty and s.zone in (zone, "all")
         ]
 
-    def add_home(self, tenant: str, spec: dict[str, Any]) -> Home:
+    def add_home(self, tenant: str, spec: dict[str, Any], timezone: str = DEFAULT_TIMEZONE) -> Home:
+        """Add a home of `tenant`; `timezone` is the tenant's, which the home's own beats."""
         home_id = str(spec["id"])
         if (tenant, home_id) in self.homes:
             raise ValueError(f"home {tenant}/{home_id} is defined twice")
@@ -141,7 +170,13 @@ class Directory:
             self.device_list.append(device)
             device_ids.append(device_id)
         home = Home(tenant, home_id, str(spec.get("zone", "")), resident, tuple(device_ids), home_index)
-        home = replace(home, supervision=_home_supervision(tenant, home_id, spec.get("supervision")))
+        where = f"home {tenant}/{home_id}"
+        home = replace(
+            home,
+            supervision=_home_supervision(tenant, home_id, spec.get("supervision")),
+            timezone=_timezone(spec.get("timezone", timezone), f"{where}: timezone"),
+            rules=_home_rules(spec.get("rules"), where),
+        )
         self.homes[(tenant, home_id)] = home
         self.home_list.append(home)
         self.suppression.add_home(tenant, home_id, spec)
@@ -188,6 +223,41 @@ def _home_supervision(tenant: str, home_id: str, spec: object) -> tuple[tuple[st
     return tuple((str(kind), _duration(value, f"{where}.{kind}")) for kind, value in spec.items())
 
 
+def _timezone(value: object, where: str) -> str:
+    """An IANA time zone name that this machine's zone database knows, else ValueError."""
+    from responsecentre.engine.localtime import check_timezone
+
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: a time zone name such as 'Europe/Oslo', not {value!r}")
+    try:
+        check_timezone(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return value
+
+
+def _home_rules(spec: object, where: str) -> tuple[tuple[str, str], ...]:
+    """`rules:` of a home: rule name -> a mapping of overrides. Only the shape is checked
+    here; what may be overridden, and how, is the rule pack's business."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: rules must map rule names to overrides, e.g. low-battery: {{value: {{below: 20}}}}")
+    out: list[tuple[str, str]] = []
+    for name, override in spec.items():
+        if not isinstance(override, Mapping):
+            raise ValueError(f"{where}: rules.{name} must be a mapping of overrides, not {override!r}")
+        try:
+            text = json.dumps(override, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{where}: rules.{name} holds a value that is not text, a number, true/false or a list "
+                "(quote times and dates)"
+            ) from None
+        out.append((str(name), text))
+    return tuple(out)
+
+
 def parse_catalog(doc: dict[str, Any]) -> dict[str, KindSpec]:
     """The parsed catalogue YAML -> kind -> KindSpec; ValueError names the bad entry."""
     out: dict[str, KindSpec] = {}
@@ -212,8 +282,9 @@ def build_directory(homes: dict[str, Any], staff: dict[str, Any] | None = None) 
     """From the parsed YAML documents (tests build these dicts directly)."""
     directory = Directory()
     for tenant, spec in (homes.get("tenants") or {}).items():
+        timezone = _timezone(spec.get("timezone", DEFAULT_TIMEZONE), f"tenant {tenant}: timezone")
         for home in spec.get("homes") or []:
-            directory.add_home(str(tenant), home)
+            directory.add_home(str(tenant), home, timezone)
         directory.suppression.add_tenant(
             str(tenant),
             spec,
@@ -226,7 +297,35 @@ def build_directory(homes: dict[str, Any], staff: dict[str, Any] | None = None) 
     return directory
 
 
+class _HomesLoader(yaml.SafeLoader):
+    """YAML as safe_load reads it, except that a time of day such as 22:00 stays text:
+    YAML 1.1 reads it as the base-60 number 1320, and a `during` override needs "22:00"."""
+
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_HomesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBER_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+# PyYAML's own number patterns without their base-60 forms.
+_HomesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_HomesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def load_directory(homes_path: Path, staff_path: Path | None) -> Directory:
-    homes = yaml.safe_load(homes_path.read_text()) or {}
+    homes = yaml.load(homes_path.read_text(), Loader=_HomesLoader) or {}  # a SafeLoader
     staff = yaml.safe_load(staff_path.read_text()) if staff_path and staff_path.exists() else {}
-    return build_directory(homes, staff)
+    directory = build_directory(homes, staff)
+    directory.source = str(homes_path)
+    return directory

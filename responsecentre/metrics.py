@@ -78,6 +78,29 @@ class Metrics:
             "Version of the suppression settings (API changes) the rule processor applies",
             registry=r,
         )
+        # Conditions on `data` fields (`where`): an event of a type some `where` rule reacts to
+        # that lacks a field the rule needs (or holds a non-number where it compares numbers)
+        # does not match, and is counted here per rule, so a sensor that stopped sending
+        # `room` shows up instead of silently never raising.
+        self.condition_missing = Counter(
+            "responsecentre_condition_missing_total",
+            "Events a rule's `where` could not judge (a data field missing or not comparable), by rule",
+            ["rule"],
+            registry=r,
+        )
+        # Hot reloads of the rule pack (rules_admin.py), by how they were asked for (http,
+        # signal, cli) and their outcome (applied, refused).
+        self.rules_reloads = Counter(
+            "responsecentre_rules_reloads_total",
+            "Rule pack reloads asked for, by trigger (http, signal, cli) and outcome (applied, refused)",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.rules_loaded_at = Gauge(
+            "responsecentre_rules_loaded_timestamp_seconds",
+            "When the rule pack in force was loaded (epoch seconds)",
+            registry=r,
+        )
         self.alarms_raised = Counter(
             "responsecentre_alarms_raised_total", "New alarms, by kind", ["kind", "priority"], registry=r
         )

@@ -21,6 +21,17 @@ time of the event that armed it, is dropped and counted, never applied; so a dea
 armed during a silence does not fire when the silence ends. Clears and cancels always
 apply: closing is never harmful. The events themselves stay in the log; each that arrives
 for a held-back home or device is counted once.
+
+Conditions on `data` (`where`, docs/rules.md): the engine sees one bit per condition of
+the pack in the batch's `cond` column. Only events of a type that some `where` rule reacts
+to have their `data` JSON decoded and judged here; a field a rule needs that is missing or
+not comparable makes the condition not hold, and is counted per rule
+(`responsecentre_condition_missing_total`).
+
+Hot reload (rules_admin.py): `request_reload` queues a new pack; the run loop swaps it into
+the engine between two steps, never inside a batch, rebuilds the conditions, and writes a
+snapshot at once. The engine keys each rule's state by its name and meaning, so the
+snapshot restores into whichever of the two packs the service starts with after a crash.
 """
 
 from __future__ import annotations
@@ -28,8 +39,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -41,7 +53,9 @@ from responsecentre.clock import Clock, system_clock
 from responsecentre.config import Settings
 from responsecentre.contract import TYPE_ID
 from responsecentre.directory import Directory, Home
-from responsecentre.engine import Engine, EventBatch, Triggers
+from responsecentre.engine import Engine, EventBatch, RulePack, Triggers
+from responsecentre.engine.conditions import Conditions, compile_conditions
+from responsecentre.engine.homes import HomeParams
 from responsecentre.engine.tables import ACTIONS
 from responsecentre.faults import Faults, describe, is_outage, reraise_if_stopping
 from responsecentre.metrics import Metrics
@@ -49,6 +63,9 @@ from responsecentre.store.keys import KEYS, PARKED_MAXLEN, Keys
 from responsecentre.store.records import EventRecord
 from responsecentre.store.suppressions import SuppressionStore
 from responsecentre.suppression import Suppressions
+
+if TYPE_CHECKING:
+    from responsecentre.engine.tables import ReloadReport
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +84,28 @@ def stream_seq(stream_id: str) -> int:
 class _Parsed:
     """One stored event, decoded for the engine."""
 
-    __slots__ = ("device", "position", "record", "seq", "tenant", "type_id")
+    __slots__ = ("cond", "device", "position", "record", "seq", "tenant", "type_id")
 
     def __init__(self, tenant: str, position: str, record: EventRecord, device: int) -> None:
         self.tenant, self.position, self.record, self.device = tenant, position, record, device
         self.type_id = TYPE_ID[record.type]
         self.seq = stream_seq(position)
+        self.cond = 0  # the bits of the pack's conditions that hold (only for `where` types)
+
+
+def data_object(raw: bytes | None) -> Mapping[str, Any] | None:
+    """An event's stored `data` as an object, or None (absent, or not a JSON object):
+    then every condition on it is "missing", never an error."""
+    if not raw:
+        return None
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_Reload = tuple[RulePack, HomeParams, np.ndarray | None, Conditions, "asyncio.Future[ReloadReport]"]
 
 
 class RuleProcessor:
@@ -105,6 +138,8 @@ class RuleProcessor:
         self.suppressed: Suppressions = directory.suppression.merged()  # the YAML's until the first refresh
         self._suppression_version: int | None = None
         self._suppression_polled = 0.0
+        self.conditions: Conditions = compile_conditions(engine.pack)
+        self._reloads: deque[_Reload] = deque()
         # The last snapshot in memory too: after a Redis error mid-batch the engine rolls
         # back to it and replays, exactly as after a restart.
         self._rollback: tuple[bytes, dict[str, str]] = (engine.snapshot(), dict(self.cursor))
@@ -114,10 +149,17 @@ class RuleProcessor:
         if not raw:
             return False
         try:
-            self.engine.restore(raw[b"state"])
+            report = self.engine.restore(raw[b"state"])
         except ValueError as exc:
             log.warning("engine snapshot does not fit the current rules (%s); replaying the whole log", exc)
             return False
+        changed = [getattr(report, word, ()) for word in ("reset", "added", "removed")]
+        if any(changed):
+            # A snapshot of another pack: the rules that did not change keep their state.
+            log.info(
+                "engine snapshot of another pack: kept %d rules; reset %s, added %s, removed %s",
+                len(getattr(report, "kept", ())), *(", ".join(names) or "none" for names in changed),
+            )  # fmt: skip
         saved = msgspec.json.decode(raw[b"cursor"], type=dict[str, str])
         self.cursor.update({t: c for t, c in saved.items() if t in self.cursor})
         log.info("engine state restored; replaying the event log from %s", self.cursor)
@@ -146,7 +188,11 @@ class RuleProcessor:
                 await asyncio.sleep(1.0)
         self._rollback = (self.engine.snapshot(), dict(self.cursor))
         while True:
+            # A stop that a wait_for inside redis-py swallowed (Python 3.11) would leave
+            # this loop running for ever: honour a pending cancel every turn (notify.py).
+            reraise_if_stopping()
             try:
+                await self.apply_reloads()
                 await self.refresh_suppressions()
                 n = await self.step(block_ms=self.settings.sweep_ms)
                 if n < self.settings.batch_max:
@@ -172,6 +218,40 @@ class RuleProcessor:
                 self.engine.restore(state)
                 self.cursor = dict(cursor)
                 await asyncio.sleep(0.5)
+
+    def request_reload(
+        self, pack: RulePack, homes: HomeParams, supervision_ms: np.ndarray | None, conditions: Conditions
+    ) -> asyncio.Future[ReloadReport]:
+        """Queue a validated pack (rules_admin.py); the run loop swaps it in between two
+        steps. The future has the engine's report, or the engine's exception."""
+        future: asyncio.Future[ReloadReport] = asyncio.get_running_loop().create_future()
+        self._reloads.append((pack, homes, supervision_ms, conditions, future))
+        return future
+
+    async def apply_reloads(self) -> None:
+        """Swap in every queued pack, in order; then snapshot at once, so that the state in
+        Redis is keyed for the pack in force if the process dies right after."""
+        applied: list[tuple[asyncio.Future[ReloadReport], ReloadReport]] = []
+        while self._reloads:
+            pack, homes, supervision_ms, conditions, future = self._reloads.popleft()
+            if future.done():  # the asker gave up (cancelled): nothing to apply
+                continue
+            try:
+                report = self.engine.reload(pack, homes=homes, supervision_ms=supervision_ms)
+            except Exception as exc:  # the engine refused it whole: the running pack stays
+                log.error("rules: the engine refused the new pack (%s); the running pack stays", describe(exc))
+                future.set_exception(exc)
+                continue
+            self.conditions = conditions
+            applied.append((future, report))
+        if not applied:
+            return
+        try:
+            await self.snapshot()
+        finally:  # applied either way; a failed snapshot is retried like any other
+            for future, report in applied:
+                if not future.done():
+                    future.set_result(report)
 
     async def step(self, block_ms: int | None = None) -> int:
         """Read and process one micro-batch; returns the number of log entries read."""
@@ -212,7 +292,10 @@ class RuleProcessor:
                 device = self.directory.device(tenant, record.device)
                 if device is None or record.type not in TYPE_ID:
                     continue  # removed from the directory since it was stored
-                kept.append(_Parsed(tenant, position, record, device.index))
+                parsed = _Parsed(tenant, position, record, device.index)
+                if record.type in self.conditions.types:
+                    parsed.cond = self._judge(record)
+                kept.append(parsed)
             except Exception as exc:  # pure decoding: a bad entry, never an outage
                 await self.park(tenant, position, exc)
         if not kept:
@@ -237,6 +320,13 @@ class RuleProcessor:
         self.metrics.batch_size.observe(len(kept))
         self.metrics.events_processed.inc(len(kept))
         await self._apply(triggers, kept)
+
+    def _judge(self, record: EventRecord) -> int:
+        """The condition bits of one event; each rule that could not judge it is counted."""
+        bits, missing = self.conditions.evaluate(record.type, data_object(record.data))
+        for rule in missing:
+            self.metrics.condition_missing.labels(rule).inc()
+        return bits
 
     async def refresh_suppressions(self, force: bool = False) -> None:
         """Reload the suppression index if the API changed something (one GET, rate-limited)."""
@@ -343,4 +433,5 @@ def _batch(events: Sequence[_Parsed]) -> EventBatch:
         value=np.array([e.record.value if e.record.value is not None else 0.0 for e in events], dtype=np.float64),
         has_value=np.array([e.record.value is not None for e in events], dtype=np.bool_),
         seq=np.array([e.seq for e in events], dtype=np.int64),
+        cond=np.array([e.cond for e in events], dtype=np.int64),
     )

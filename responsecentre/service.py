@@ -10,22 +10,26 @@ Stopping is bounded: SIGINT or SIGTERM cancels the group, and a watchdog thread 
 the process after SHUTDOWN_GRACE_S whatever a task is doing (a Redis read that hangs on
 a dead server, say). Everything the service must not lose is in Redis or unacked at
 the broker, so a hard exit loses nothing; it only skips the last engine snapshot.
+
+SIGHUP does not stop `responsecentre run`: it reloads the rules file (rules_admin.py), as
+`POST /api/rules/reload` and `responsecentre rules reload` do; a broken pack is refused
+and logged, and the running one stays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
+import sys
 import threading
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
@@ -37,8 +41,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.broker import INGEST, NOTIFIER, load_credentials
 from responsecentre.clock import Clock, system_clock
-from responsecentre.config import ROOT, MqttUrl, Settings
-from responsecentre.directory import Directory, KindSpec, load_catalog, load_directory
+from responsecentre.config import MqttUrl, Settings
+from responsecentre.directory import Directory, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
 from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, run_notifiers
@@ -49,6 +53,14 @@ from responsecentre.ingest.mqtt import BrokerLink, PublishLink
 from responsecentre.ingest.pipeline import Ingest
 from responsecentre.metrics import Metrics
 from responsecentre.processor import RuleProcessor
+from responsecentre.rules_admin import (  # check_chains & co. are re-exported for callers of this module
+    PackRefused,
+    RulesAdmin,
+    catalog_path,
+    check_chains,
+    prepare_pack,
+    supervision_intervals,
+)
 from responsecentre.web.app import AppContext, create_app
 from responsecentre.web.auth import Users
 from responsecentre.web.throttle import LoginLimits
@@ -86,32 +98,7 @@ def mqtt_accounts(settings: Settings) -> tuple[MqttUrl, MqttUrl]:
     )
 
 
-def check_chains(pack: RulePack, chains: dict[str, Chain]) -> None:
-    missing = sorted({r.chain for r in pack.rules} - set(chains))
-    if missing:
-        raise ValueError(f"rules name chains that escalation/chains.yaml does not define: {', '.join(missing)}")
-
-
-def catalog_path(settings: Settings) -> Path | None:
-    """The device catalogue: `catalog.yaml` beside the homes file (as the simulator reads
-    it), else the repository's `devices/catalog.yaml`, else none."""
-    for path in (settings.homes_path.with_name("catalog.yaml"), ROOT / "devices" / "catalog.yaml"):
-        if path.is_file():
-            return path
-    return None
-
-
-def supervision_intervals(pack: RulePack, directory: Directory, settings: Settings) -> np.ndarray | None:
-    """Each device's supervision interval for the engine, from the catalogue and the
-    homes with the pack's grace; None (nobody supervised) if the pack has no `supervise`."""
-    grace = pack.supervision_grace
-    if grace is None:
-        return None
-    path = catalog_path(settings)
-    catalog: dict[str, KindSpec] = load_catalog(path) if path is not None else {}
-    if not catalog:
-        log.warning("no device catalogue found: devices are not supervised")
-    return directory.supervision_ms(catalog, grace)
+__all__ = ["Service", "catalog_path", "check_chains", "mqtt_accounts", "run_until_signalled", "supervision_intervals"]
 
 
 class Service:
@@ -126,9 +113,12 @@ class Service:
     ) -> None:
         self.settings = settings
         self.directory = directory or load_directory(settings.homes_path, settings.staff_path)
-        self.pack = pack or load_rules(settings.rules_path)
+        pack = pack or load_rules(settings.rules_path)  # its sha256 is its file's
         self.chains = chains if chains is not None else load_chains(settings.chains_path)
-        check_chains(self.pack, self.chains)
+        try:  # the same checks as a reload (rules_admin.py): chains, homes' overrides, catalogue
+            prepared = prepare_pack(pack, self.directory, self.chains, settings)
+        except PackRefused as refused:
+            raise ValueError("; ".join(refused.errors)) from None
         self.metrics = metrics or Metrics()
         self.faults = Faults()
         self.clock = clock
@@ -147,7 +137,10 @@ class Service:
         self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
         self.users = Users(self.redis)
         self.engine = Engine(  # compiles/loads kernels now
-            self.pack, self.directory.device_home(), supervision_intervals(self.pack, self.directory, settings)
+            pack, self.directory.device_home(), prepared.supervision_ms, homes=prepared.homes
+        )
+        self.rules = RulesAdmin.at_start(
+            prepared, settings, self.directory, self.chains, self.redis, self.metrics, clock=self.clock
         )
         self.started = asyncio.Event()
         self._server: _Server | None = None
@@ -155,6 +148,11 @@ class Service:
         self.link: BrokerLink | None = None
         self.publisher: PublishLink | None = None
         self.processor: RuleProcessor | None = None
+
+    @property
+    def pack(self) -> RulePack:
+        """The rule pack in force (a reload replaces it)."""
+        return self.rules.active.pack
 
     def build_app(self) -> FastAPI:
         def broker_ready() -> tuple[bool, str]:
@@ -181,6 +179,7 @@ class Service:
             metrics_token=self.settings.metrics_token,
             login_limits=LoginLimits.from_settings(self.settings),
             session_idle_s=self.settings.session_idle_s,
+            rules=self.rules,
         )
         if not self.settings.metrics_token:
             log.warning("RC_METRICS_TOKEN is not set: /metrics answers 403 until it is")
@@ -195,6 +194,7 @@ class Service:
         self.processor = RuleProcessor(
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
         )
+        self.rules.processor = self.processor
         notifiers = [MqttPager(self.publisher), IntegrationPublisher(self.publisher)]
         # h11 explicitly, with its header cap: an oversized header gets a 400 and the
         # connection closed, and installing httptools must not quietly lift the cap.
@@ -218,6 +218,7 @@ class Service:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(self.processor.run(), name="rules")
+                tg.create_task(self.rules.serve_requests(), name="rules-reload")
                 tg.create_task(
                     run_timers(
                         self.redis, self.desk, s.sweep_ms, clock=self.clock, faults=self.faults, metrics=self.metrics
@@ -254,11 +255,18 @@ class Service:
         raise RuntimeError(f"HTTP server on {self.settings.http_host}:{self.settings.http_port} stopped")
 
 
-def _watchdog(grace_s: float) -> None:
-    """End the process if a graceful stop has not finished within `grace_s`."""
+def _watchdog(grace_s: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """End the process if a graceful stop has not finished within `grace_s`; first say
+    what was still running (the loop's tasks, every thread's stack) on stderr, so that a
+    stop that hangs can be explained afterwards."""
 
     def expire() -> None:
         log.error("shutdown did not finish within %.0f s; exiting now", grace_s)
+        with contextlib.suppress(Exception):  # another thread's loop: best effort only
+            for task in list(asyncio.all_tasks(loop)) if loop is not None else []:
+                task.print_stack(limit=4, file=sys.stderr)
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         logging.shutdown()
         os._exit(3)
 
@@ -267,23 +275,40 @@ def _watchdog(grace_s: float) -> None:
     timer.start()
 
 
-async def run_until_signalled(main: Any, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-    """Run `main` (a coroutine) until SIGINT, SIGTERM or SIGHUP; then cancel it, and if it
-    has not stopped within `grace_s`, end the process (see the module's docstring)."""
+async def run_until_signalled(
+    main: Any, grace_s: float = SHUTDOWN_GRACE_S, on_hangup: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run `main` (a coroutine) until SIGINT or SIGTERM; then cancel it, and if it has not
+    stopped within `grace_s`, end the process (see the module's docstring). SIGHUP runs
+    `on_hangup` (the service: reload the rules), one at a time; without it SIGHUP stops too."""
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
+    hangups: set[asyncio.Task[None]] = set()  # referenced until done, or the loop may drop them
 
     def stop(name: str) -> None:
         if not task.done() and not task.cancelling():
             log.info("%s: stopping (at most %.0f s)", name, grace_s)
-            _watchdog(grace_s)
+            _watchdog(grace_s, loop)
             task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    def hangup() -> None:
+        if on_hangup is None:
+            stop("SIGHUP")
+        elif not task.done() and not task.cancelling():
+            log.info("SIGHUP: reloading the rules")
+            job = loop.create_task(on_hangup(), name="sighup")
+            hangups.add(job)
+            job.add_done_callback(hangups.discard)
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    for sig in stops:
         loop.add_signal_handler(sig, stop, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (*stops, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for job in hangups:
+            job.cancel()

@@ -104,6 +104,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/silences/{silence_id}"): Rule(roles=RESIDENT_READERS),  # ending twice is a 200
     ("PUT", "/api/homes/{tenant}/{home_id}/status"): Rule(roles=RESIDENT_READERS, body={"status": "away"}),
     ("PUT", "/api/devices/{tenant}/{device_id}/maintenance"): Rule(roles=RESIDENT_READERS, body={"maintenance": True}),
+    # The rule pack: not per tenant. No engine runs in this process, so the right roles get 409.
+    ("GET", "/api/rules"): Rule(roles=frozenset({OPERATOR, ADMIN, INTEGRATOR})),
+    ("POST", "/api/rules/reload"): Rule(roles=frozenset({ADMIN})),
     ("WS", "/ws"): Rule(),
 }
 # A user of each tenant alone, in no role of PLAYERS: the users routes' {username}.

@@ -4,7 +4,13 @@ The kernels cannot walk Python objects, so a pack becomes a handful of per-rule 
 plus a CSR index `type -> rules`: for an event of type t the rules to run are
 `type_rules[type_ptr[t]:type_ptr[t + 1]]`, in pack order, each once even if t is in both
 its `when` and its `unless`. Per-rule type sets are int64 bitmasks over contract type ids
-(21 types fit), so "is t in when" is one AND.
+(21 types fit), so "is t in when" is one AND; a rule's `where` is a bitmask over the
+pack's conditions, tested against the event's `cond` column the same way.
+
+What a home may override (numbers, delays, counts, windows; homes.py) is not a column but
+a 2-D array [profile, rule]: the kernels look up the event's home's profile once per event
+and read `threshold[p, r]`. What decides the kind of state a rule keeps (its kind, scope,
+types, comparison words, `where`) is the same in every profile and stays 1-D.
 
 `EventBatch` and `Triggers` live here, not in engine.py, because both engines speak them:
 the reference interpreter must not pull in the numba module to share a dataclass.
@@ -12,9 +18,7 @@ the reference interpreter must not pull in the numba module to share a dataclass
 
 from __future__ import annotations
 
-import hashlib
 import numbers
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeAlias
@@ -26,13 +30,14 @@ from responsecentre.engine.kernels import (
     ACTION_CANCEL,
     ACTION_CLEAR,
     ACTION_RAISE,
+    KIND_COUNT,
     KIND_HYSTERESIS,
+    KIND_INACTIVE,
     KIND_MATCH,
     KIND_NOT_FOLLOWED,
     KIND_SUPERVISION,
     KIND_THRESHOLD,
     NO_DUE,
-    NO_SEEN,
     OP_EQ,
     OP_GE,
     OP_GT,
@@ -41,7 +46,7 @@ from responsecentre.engine.kernels import (
     SCOPE_DEVICE,
     SCOPE_HOME,
 )
-from responsecentre.engine.rules import MAX_DURATION_MS, Op, RuleKind, RulePack
+from responsecentre.engine.rules import MAX_DURATION_MS, Op, Rule, RuleKind, RulePack
 
 __all__ = [
     "ACTIONS",
@@ -50,7 +55,8 @@ __all__ = [
     "OFFLINE_TYPES",
     "EventBatch",
     "EventRow",
-    "SnapshotState",
+    "Layout",
+    "ReloadReport",
     "Tables",
     "TriggerRow",
     "Triggers",
@@ -58,10 +64,7 @@ __all__ = [
     "check_intervals",
     "check_now",
     "compile_tables",
-    "decode_snapshot",
-    "device_layout",
-    "encode_snapshot",
-    "slot_layout",
+    "layout",
     "supervision_start",
 ]
 
@@ -69,10 +72,15 @@ __all__ = [
 # time is refused, and `ts + within` can never reach the kernels' NO_DUE sentinel.
 MAX_TS = 2**53
 
-_KIND = {RuleKind.MATCH: KIND_MATCH, RuleKind.THRESHOLD: KIND_THRESHOLD}
-_KIND[RuleKind.NOT_FOLLOWED] = KIND_NOT_FOLLOWED
-_KIND[RuleKind.HYSTERESIS] = KIND_HYSTERESIS
-_KIND[RuleKind.SUPERVISION] = KIND_SUPERVISION
+_KIND = {
+    RuleKind.MATCH: KIND_MATCH,
+    RuleKind.THRESHOLD: KIND_THRESHOLD,
+    RuleKind.NOT_FOLLOWED: KIND_NOT_FOLLOWED,
+    RuleKind.HYSTERESIS: KIND_HYSTERESIS,
+    RuleKind.SUPERVISION: KIND_SUPERVISION,
+    RuleKind.COUNT: KIND_COUNT,
+    RuleKind.INACTIVE: KIND_INACTIVE,
+}
 
 # The event types that make a supervise rule raise at once (a device's Last Will or its
 # `online: false`); every other type is a sign of life. Kept in the rule's `unless_mask`.
@@ -86,10 +94,29 @@ _SCOPE = {"device": SCOPE_DEVICE, "home": SCOPE_HOME}
 
 assert len(ENGINE_TYPES) <= 63, "type bitmasks are int64"
 
+INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a reload (or a restore) did with each rule's state, by rule name: `kept` (same
+    name and meaning: its state carried over), `reset` (same name, another meaning: starts
+    idle), `added` (new name), `removed` (gone, with its state); and how long it took."""
+
+    kept: tuple[str, ...]
+    reset: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    seconds: float
+
 
 @dataclass(frozen=True, eq=False)
 class Tables:
-    """The compiled form of a RulePack: read-only arrays, one row per rule unless noted."""
+    """The compiled form of a RulePack and its per-home profiles: read-only arrays.
+
+    1-D columns have one entry per rule; 2-D ones are [profile, rule] (profile 0: the pack
+    as written), for everything a home may override.
+    """
 
     type_ptr: np.ndarray  # int32[n_types + 1]: CSR row pointers by event type id
     type_rules: np.ndarray  # int32[nnz]: rule indices, pack order within a type
@@ -97,74 +124,138 @@ class Tables:
     when_mask: np.ndarray  # int64: bit t set if type t is in `when`
     unless_mask: np.ndarray  # int64: bit t set if type t is in `unless` (supervision: OFFLINE_TYPES)
     op: np.ndarray  # int8: OP_* code (threshold rules; 0 otherwise)
-    threshold: np.ndarray  # float64 (threshold rules; 0.0 otherwise)
-    within_ms: np.ndarray  # int64 (not-followed rules; 0 otherwise)
-    scope: np.ndarray  # int8: SCOPE_* code
+    scope: np.ndarray  # int8: SCOPE_* code (whose slot: not-followed and count rules)
     action: np.ndarray  # int8: ACTION_RAISE or ACTION_CLEAR, what a firing decides
     clear_op: np.ndarray  # int8: OP_* code of a hysteresis rule's clearing bound (0 otherwise)
-    clear_threshold: np.ndarray  # float64 (hysteresis rules; 0.0 otherwise)
     cancel_mask: np.ndarray  # int64: bit t set if type t is the resident's cancel of the rule
-    cancel_within_ms: np.ndarray  # int64 (rules with a cancel; 0 otherwise)
+    cond_mask: np.ndarray  # int64: the bits of the rule's `where` conditions (0: none)
+    threshold: np.ndarray  # float64[p, r] (threshold and hysteresis rules; 0.0 otherwise)
+    clear_threshold: np.ndarray  # float64[p, r] (hysteresis rules; 0.0 otherwise)
+    within_ms: np.ndarray  # int64[p, r] (not-followed rules)
+    cancel_within_ms: np.ndarray  # int64[p, r] (rules with a cancel)
+    count_n: np.ndarray  # int64[p, r] (count rules)
+    count_within_ms: np.ndarray  # int64[p, r] (count rules)
+    inactive_ms: np.ndarray  # int64[p, r] (inactive rules)
+    has_window: np.ndarray  # int8[p, r]: 1 if the rule has a `during` window in that profile
+    win_from: np.ndarray  # int64[p, r]: ms of the local day
+    win_to: np.ndarray  # int64[p, r]
+    win_days: np.ndarray  # int64[p, r]: bit 0 = Monday
+    ring_cap: np.ndarray  # int64: count rules: the largest n of any profile (ring length)
+    varies: np.ndarray  # int8: 1 if some profile's parameters of the rule differ from the pack's
+    min_inactive_ms: np.ndarray  # int64: inactive rules: the shortest `for` of any profile
+    count_need: np.ndarray  # int64[n_types]: ring storage one event of the type may claim
     max_rules_per_type: int  # sizes the process kernel's output buffer
-    fingerprint: bytes  # sha256 of everything above: a snapshot belongs to one fingerprint
 
     @property
     def n_rules(self) -> int:
         return int(self.kind.shape[0])
 
-    def kernel_args(self) -> tuple[np.ndarray, ...]:
-        """The `tables` tuple of kernels.py, in its order."""
+    @property
+    def n_profiles(self) -> int:
+        return int(self.threshold.shape[0])
+
+    def kernel_args(self) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+        """The `tables` and `params` tuples of kernels.py, in their order."""
         return (
-            self.type_ptr,
-            self.type_rules,
-            self.kind,
-            self.when_mask,
-            self.unless_mask,
-            self.op,
-            self.threshold,
-            self.within_ms,
-            self.scope,
-            self.action,
-            self.clear_op,
-            self.clear_threshold,
-            self.cancel_mask,
-            self.cancel_within_ms,
+            (
+                self.type_ptr,
+                self.type_rules,
+                self.kind,
+                self.when_mask,
+                self.unless_mask,
+                self.op,
+                self.scope,
+                self.action,
+                self.clear_op,
+                self.cancel_mask,
+                self.cond_mask,
+                self.ring_cap,
+                self.varies,
+                self.min_inactive_ms,
+            ),
+            (
+                self.threshold,
+                self.clear_threshold,
+                self.within_ms,
+                self.cancel_within_ms,
+                self.count_n,
+                self.count_within_ms,
+                self.inactive_ms,
+                self.has_window,
+                self.win_from,
+                self.win_to,
+                self.win_days,
+            ),
         )
 
 
-def compile_tables(pack: RulePack) -> Tables:
-    """Flatten a pack into kernel tables (pure; the same pack gives the same fingerprint)."""
-    n = len(pack.rules)
+def compile_tables(pack: RulePack, profiles: Sequence[tuple[Rule, ...]] | None = None) -> Tables:
+    """Flatten a pack (and its per-home profiles, homes.py; default: the pack alone) into
+    kernel tables. Pure. The profiles must differ from the pack only in what a home may
+    override (homes.check_home_params)."""
+    rows = tuple(profiles) if profiles is not None else (pack.rules,)
+    n, n_profiles = len(pack.rules), len(rows)
     kind = np.zeros(n, np.int8)
     when_mask = np.zeros(n, np.int64)
     unless_mask = np.zeros(n, np.int64)
     op = np.zeros(n, np.int8)
-    threshold = np.zeros(n, np.float64)
-    within_ms = np.zeros(n, np.int64)
     scope = np.zeros(n, np.int8)
     action = np.zeros(n, np.int8)
     clear_op = np.zeros(n, np.int8)
-    clear_threshold = np.zeros(n, np.float64)
     cancel_mask = np.zeros(n, np.int64)
-    cancel_within_ms = np.zeros(n, np.int64)
+    cond_mask = np.zeros(n, np.int64)
     by_type: list[list[int]] = [[] for _ in ENGINE_TYPES]
     for r, rule in enumerate(pack.rules):
         kind[r] = _KIND[rule.kind]
         when_mask[r] = _mask(rule.when)
         unless_mask[r] = _mask(OFFLINE_TYPES if rule.kind is RuleKind.SUPERVISION else rule.unless)
-        if rule.op is not None and rule.threshold is not None:
+        if rule.op is not None:
             op[r] = _OP[rule.op]
-            threshold[r] = rule.threshold
-        within_ms[r] = rule.within_ms
         scope[r] = _SCOPE[rule.scope]
         action[r] = _ACTION[rule.action]
-        if rule.clear_op is not None and rule.clear_threshold is not None:
+        if rule.clear_op is not None:
             clear_op[r] = _OP[rule.clear_op]
-            clear_threshold[r] = rule.clear_threshold
         cancel_mask[r] = _mask(rule.cancel_by)
-        cancel_within_ms[r] = rule.cancel_within_ms
+        cond_mask[r] = pack.condition_mask(rule)
         for name in rule.types:
             by_type[TYPE_ID[name]].append(r)
+    shape = (n_profiles, n)
+    params: dict[str, np.ndarray] = {
+        "threshold": np.zeros(shape, np.float64),
+        "clear_threshold": np.zeros(shape, np.float64),
+        "within_ms": np.zeros(shape, np.int64),
+        "cancel_within_ms": np.zeros(shape, np.int64),
+        "count_n": np.zeros(shape, np.int64),
+        "count_within_ms": np.zeros(shape, np.int64),
+        "inactive_ms": np.zeros(shape, np.int64),
+        "has_window": np.zeros(shape, np.int8),
+        "win_from": np.zeros(shape, np.int64),
+        "win_to": np.zeros(shape, np.int64),
+        "win_days": np.zeros(shape, np.int64),
+    }
+    for p, rules in enumerate(rows):
+        for r, rule in enumerate(rules):
+            params["threshold"][p, r] = rule.threshold if rule.threshold is not None else 0.0
+            params["clear_threshold"][p, r] = rule.clear_threshold if rule.clear_threshold is not None else 0.0
+            params["within_ms"][p, r] = rule.within_ms
+            params["cancel_within_ms"][p, r] = rule.cancel_within_ms
+            params["count_n"][p, r] = rule.count_n
+            params["count_within_ms"][p, r] = rule.count_within_ms
+            params["inactive_ms"][p, r] = rule.inactive_ms
+            if rule.during is not None:
+                params["has_window"][p, r] = 1
+                params["win_from"][p, r] = rule.during.from_ms
+                params["win_to"][p, r] = rule.during.to_ms
+                params["win_days"][p, r] = rule.during.days
+    ring_cap = np.where(kind == KIND_COUNT, params["count_n"].max(axis=0, initial=0), 0).astype(np.int64)
+    varies = np.zeros(n, np.int8)
+    for array in params.values():
+        varies |= np.any(array != array[:1], axis=0)
+    min_inactive_ms = params["inactive_ms"].min(axis=0, initial=np.iinfo(np.int64).max) if n_profiles else np.zeros(n)
+    min_inactive_ms = np.where(kind == KIND_INACTIVE, min_inactive_ms, 0).astype(np.int64)
+    count_need = np.zeros(len(ENGINE_TYPES), np.int64)
+    for t, rules_of_type in enumerate(by_type):
+        count_need[t] = sum(int(ring_cap[r]) + 1 for r in rules_of_type if kind[r] == KIND_COUNT)
     counts = np.array([len(rules) for rules in by_type], np.int32)
     type_ptr = np.zeros(len(ENGINE_TYPES) + 1, np.int32)
     np.cumsum(counts, out=type_ptr[1:])
@@ -176,58 +267,88 @@ def compile_tables(pack: RulePack) -> Tables:
         "when_mask": when_mask,
         "unless_mask": unless_mask,
         "op": op,
-        "threshold": threshold,
-        "within_ms": within_ms,
         "scope": scope,
         "action": action,
         "clear_op": clear_op,
-        "clear_threshold": clear_threshold,
         "cancel_mask": cancel_mask,
-        "cancel_within_ms": cancel_within_ms,
+        "cond_mask": cond_mask,
+        **params,
+        "ring_cap": ring_cap,
+        "varies": varies,
+        "min_inactive_ms": min_inactive_ms,
+        "count_need": count_need,
     }
-    digest = hashlib.sha256(b"responsecentre-engine-tables-v3\n")
-    digest.update("\n".join(ENGINE_TYPES).encode())
-    for name, array in arrays.items():
-        digest.update(f"\n{name}:{array.dtype.str}:{array.shape}\n".encode())
-        digest.update(array.tobytes())
+    for array in arrays.values():
         array.flags.writeable = False
-    return Tables(
-        **arrays,
-        max_rules_per_type=int(counts.max(initial=0)),
-        fingerprint=digest.digest(),
-    )
+    return Tables(**arrays, max_rules_per_type=int(counts.max(initial=0)))
 
 
-def slot_layout(tables: Tables, n_devices: int, n_homes: int) -> tuple[np.ndarray, np.ndarray]:
-    """(slot_offset, slot_count) per rule: each not-followed rule owns a block of slots,
-    one per device or per home, in rule order; other rules own none.
+def _mask(names: tuple[str, ...]) -> int:
+    mask = 0
+    for name in names:
+        mask |= 1 << TYPE_ID[name]
+    return mask
+
+
+# -- state layout ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where each rule's state lives in the engine's flat state columns, per group of
+    state: `*_offset[r]` is the start of rule r's block and `*_count[r]` its number of
+    entries (devices or homes; 0 for a rule without that kind of state).
+
+    nf: not-followed deadlines (per device or home, by scope); hy: hysteresis flags (per
+    device); ca: cancel windows (per device); su: supervision (per device); co: count ring
+    pointers (per device or home, by scope); ia: inactivity (per home).
 
     The layout depends on the directory's size, not only on the pack, which is why it is
     not part of `Tables` and is rebuilt on `Engine.resize`.
     """
-    count = np.where(
-        tables.kind == KIND_NOT_FOLLOWED,
-        np.where(tables.scope == SCOPE_HOME, n_homes, n_devices),
-        0,
-    ).astype(np.int64)
-    return _offsets(count), count
+
+    nf_offset: np.ndarray
+    nf_count: np.ndarray
+    hy_offset: np.ndarray
+    hy_count: np.ndarray
+    ca_offset: np.ndarray
+    ca_count: np.ndarray
+    su_offset: np.ndarray
+    su_count: np.ndarray
+    co_offset: np.ndarray
+    co_count: np.ndarray
+    ia_offset: np.ndarray
+    ia_count: np.ndarray
+
+    def group(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(offset, count) of a group ("nf", "hy", "ca", "su", "co", "ia")."""
+        return getattr(self, f"{name}_offset"), getattr(self, f"{name}_count")
 
 
-def device_layout(owns: np.ndarray, n_devices: int) -> tuple[np.ndarray, np.ndarray]:
-    """(offset, count) per rule for per-device state: a block of `n_devices` entries for
-    each rule where `owns` is true (hysteresis flags, cancel windows), none for others."""
-    count = np.where(owns, n_devices, 0).astype(np.int64)
-    return _offsets(count), count
+def layout(tables: Tables, n_devices: int, n_homes: int) -> Layout:
+    """The state layout of `tables` for a directory of the given size."""
+    per_scope = np.where(tables.scope == SCOPE_HOME, n_homes, n_devices)
+    counts = {
+        "nf": np.where(tables.kind == KIND_NOT_FOLLOWED, per_scope, 0),
+        "hy": np.where(tables.kind == KIND_HYSTERESIS, n_devices, 0),
+        "ca": np.where(tables.cancel_mask != 0, n_devices, 0),
+        "su": np.where(tables.kind == KIND_SUPERVISION, n_devices, 0),
+        "co": np.where(tables.kind == KIND_COUNT, per_scope, 0),
+        "ia": np.where(tables.kind == KIND_INACTIVE, n_homes, 0),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for name, count in counts.items():
+        count = count.astype(np.int64)
+        offset = np.zeros(count.shape[0], np.int64)
+        if count.shape[0]:
+            np.cumsum(count[:-1], out=offset[1:])
+        offset.flags.writeable = False
+        count.flags.writeable = False
+        arrays[f"{name}_offset"], arrays[f"{name}_count"] = offset, count
+    return Layout(**arrays)
 
 
-def _offsets(count: np.ndarray) -> np.ndarray:
-    offset = np.zeros(count.shape[0], np.int64)
-    if count.shape[0]:
-        np.cumsum(count[:-1], out=offset[1:])
-    return offset
-
-
-INT64_MIN = int(np.iinfo(np.int64).min)
+# -- input checks ----------------------------------------------------------------------------
 
 
 def check_intervals(intervals: np.ndarray | None, n_devices: int) -> np.ndarray:
@@ -285,15 +406,10 @@ def check_now(now_ms: int) -> int:
     return max(INT64_MIN, min(int(now_ms), NO_DUE - 1))
 
 
-def _mask(names: tuple[str, ...]) -> int:
-    mask = 0
-    for name in names:
-        mask |= 1 << TYPE_ID[name]
-    return mask
+# -- batches in, triggers out -----------------------------------------------------------------
 
-
-# (type name or id, device, ts, value or None, seq): one event, for EventBatch.of.
-EventRow: TypeAlias = tuple[str | int, int, int, float | None, int]
+# (type name or id, device, ts, value or None, seq[, cond]): one event, for EventBatch.of.
+EventRow: TypeAlias = tuple[str | int, int, int, float | None, int] | tuple[str | int, int, int, float | None, int, int]
 
 _BATCH_DTYPES: dict[str, tuple[np.dtype[Any], ...]] = {
     "type_id": (np.dtype(np.int16), np.dtype(np.int32)),
@@ -302,6 +418,7 @@ _BATCH_DTYPES: dict[str, tuple[np.dtype[Any], ...]] = {
     "value": (np.dtype(np.float64),),
     "has_value": (np.dtype(np.bool_),),
     "seq": (np.dtype(np.int64),),
+    "cond": (np.dtype(np.int64),),
 }
 
 
@@ -312,7 +429,9 @@ class EventBatch:
     `type_id` indexes contract.EVENT_TYPES, `device` is the engine's device index (its home
     comes from the engine's `device_home`), `ts` is epoch ms, `value` counts only where
     `has_value`, and `seq` is the shell's opaque, unique id of the event (it comes back as
-    a trigger's `origin`).
+    a trigger's `origin`). `cond` holds the event's `where` condition bits (bit c:
+    condition c of `pack.conditions` holds; the shell evaluates them on `data`); None is
+    all zeros, for a pack without conditions.
     """
 
     type_id: np.ndarray  # int16 or int32
@@ -321,13 +440,14 @@ class EventBatch:
     value: np.ndarray  # float64
     has_value: np.ndarray  # bool
     seq: np.ndarray  # int64
+    cond: np.ndarray | None = None  # int64
 
     def __len__(self) -> int:
         return len(self.type_id)
 
     @classmethod
     def of(cls, rows: Sequence[EventRow]) -> EventBatch:
-        """Build a batch from (type name or id, device, ts, value or None, seq) rows."""
+        """Build a batch from (type name or id, device, ts, value or None, seq[, cond]) rows."""
         types = [TYPE_ID[t] if isinstance(t, str) else t for t, *_ in rows]
         return cls(
             type_id=np.array(types, np.int32),
@@ -336,6 +456,7 @@ class EventBatch:
             value=np.array([0.0 if row[3] is None else row[3] for row in rows], np.float64),
             has_value=np.array([row[3] is not None for row in rows], np.bool_),
             seq=np.array([row[4] for row in rows], np.int64),
+            cond=np.array([row[5] if len(row) > 5 else 0 for row in rows], np.int64),  # type: ignore[misc]
         )
 
     def checked(self, n_devices: int) -> tuple[np.ndarray, ...]:
@@ -348,6 +469,8 @@ class EventBatch:
         columns = []
         for field in fields(self):
             array = getattr(self, field.name)
+            if array is None and field.name == "cond":
+                array = np.zeros(len(self.type_id) if isinstance(self.type_id, np.ndarray) else 0, np.int64)
             if not isinstance(array, np.ndarray) or array.ndim != 1:
                 raise TypeError(f"EventBatch.{field.name} must be a 1-D numpy array")
             allowed = _BATCH_DTYPES[field.name]
@@ -367,7 +490,7 @@ class EventBatch:
                 raise ValueError(f"EventBatch.device outside 0..{n_devices - 1}")
             if ts.min() < 0 or ts.max() > MAX_TS:
                 raise ValueError(f"EventBatch.ts outside 0..{MAX_TS} (epoch milliseconds)")
-        return (type_id, device, ts, columns[3], columns[4], columns[5])
+        return (type_id, device, ts, columns[3], columns[4], columns[5], columns[6])
 
 
 _TRIGGER_DTYPES = {
@@ -432,159 +555,3 @@ class Triggers:
     def rows(self) -> list[TriggerRow]:
         """Plain (rule, device, home, ts, origin, event, action) tuples, for tests and logs."""
         return list(zip(*(column.tolist() for column in self.columns()), strict=True))
-
-
-# -- snapshots ----------------------------------------------------------------------------
-#
-# Both engines write the same bytes for the same state (the differential test compares
-# them), so either can restore the other's snapshot. Layout, little-endian:
-#   header: magic (8 bytes), table fingerprint (32), n_devices (i64), n_homes (i64),
-#           n pending (i64), n raised (i64), n last (i64)
-#   pending slots in slot order, as four columns: rule (i32), entity (i32), due (i64),
-#     origin (i64); entity is a device index or a home index (the rule's scope);
-#   raised hysteresis flags in (rule, device) order: rule (i32), device (i32);
-#   cancel windows in (rule, device) order: rule (i32), device (i32), last trigger ts (i64);
-#   supervision in (rule, device) order, every device heard from or offline: rule (i32),
-#     device (i32), last seen (i64, NO_SEEN if never), origin (i64), offline (u8).
-# The supervision intervals are not in it: the shell gives them (directory and catalogue),
-# so a changed interval applies to a restored engine at once.
-# Sparse rather than dense: the set entries are few, and the format outlives the layouts,
-# which change whenever devices are added.
-
-_MAGIC = b"RCENGST3"
-_HEADER = struct.Struct("<8s32sqqqqqq")
-
-
-@dataclass(frozen=True, eq=False)
-class SnapshotState:
-    """The engine state a snapshot holds, as sparse columns (rule, entity or device, ...)."""
-
-    rule: np.ndarray  # pending deadlines
-    entity: np.ndarray
-    due: np.ndarray
-    origin: np.ndarray
-    raised_rule: np.ndarray  # hysteresis rules in their raised state, per device
-    raised_device: np.ndarray
-    last_rule: np.ndarray  # the last trigger a resident's cancel may still refer to
-    last_device: np.ndarray
-    last_ts: np.ndarray
-    sup_rule: np.ndarray  # supervision, per device heard from (or offline)
-    sup_device: np.ndarray
-    sup_last: np.ndarray
-    sup_origin: np.ndarray
-    sup_flag: np.ndarray
-
-
-def encode_snapshot(tables: Tables, n_devices: int, n_homes: int, state: SnapshotState) -> bytes:
-    """Sparse state columns (each group of equal length, in order) -> snapshot bytes."""
-    n, n_raised, n_last = len(state.rule), len(state.raised_rule), len(state.last_rule)
-    n_sup = len(state.sup_rule)
-    return b"".join(
-        (
-            _HEADER.pack(_MAGIC, tables.fingerprint, n_devices, n_homes, n, n_raised, n_last, n_sup),
-            np.asarray(state.rule, "<i4").tobytes(),
-            np.asarray(state.entity, "<i4").tobytes(),
-            np.asarray(state.due, "<i8").tobytes(),
-            np.asarray(state.origin, "<i8").tobytes(),
-            np.asarray(state.raised_rule, "<i4").tobytes(),
-            np.asarray(state.raised_device, "<i4").tobytes(),
-            np.asarray(state.last_rule, "<i4").tobytes(),
-            np.asarray(state.last_device, "<i4").tobytes(),
-            np.asarray(state.last_ts, "<i8").tobytes(),
-            np.asarray(state.sup_rule, "<i4").tobytes(),
-            np.asarray(state.sup_device, "<i4").tobytes(),
-            np.asarray(state.sup_last, "<i8").tobytes(),
-            np.asarray(state.sup_origin, "<i8").tobytes(),
-            np.asarray(state.sup_flag, "u1").tobytes(),
-        )
-    )
-
-
-def decode_snapshot(blob: bytes, tables: Tables, n_devices: int, n_homes: int) -> SnapshotState:
-    """Snapshot bytes -> sparse state columns (int64), checked against `tables`.
-
-    Raises ValueError when the snapshot belongs to other tables (a changed rule pack), is
-    damaged, or names a device or home this engine does not have: restoring it would
-    fire deadlines of rules that no longer mean the same thing.
-    """
-    if len(blob) < _HEADER.size:
-        raise ValueError("engine snapshot is truncated")
-    magic, fingerprint, _, _, n, n_raised, n_last, n_sup = _HEADER.unpack_from(blob)
-    if magic != _MAGIC:
-        raise ValueError("not an engine snapshot (bad magic)")
-    if fingerprint != tables.fingerprint:
-        raise ValueError("engine snapshot was taken with different rule tables")
-    size = _HEADER.size + n * 24 + n_raised * 8 + n_last * 16 + n_sup * 25
-    if min(n, n_raised, n_last, n_sup) < 0 or len(blob) != size:
-        raise ValueError("engine snapshot is truncated or has trailing bytes")
-    at = _HEADER.size
-
-    def take(dtype: str, count: int) -> np.ndarray:
-        nonlocal at
-        column = np.frombuffer(blob, dtype, count, at).astype(np.int64)
-        at += column.shape[0] * np.dtype(dtype).itemsize
-        return column
-
-    state = SnapshotState(
-        rule=take("<i4", n),
-        entity=take("<i4", n),
-        due=take("<i8", n),
-        origin=take("<i8", n),
-        raised_rule=take("<i4", n_raised),
-        raised_device=take("<i4", n_raised),
-        last_rule=take("<i4", n_last),
-        last_device=take("<i4", n_last),
-        last_ts=take("<i8", n_last),
-        sup_rule=take("<i4", n_sup),
-        sup_device=take("<i4", n_sup),
-        sup_last=take("<i8", n_sup),
-        sup_origin=take("<i8", n_sup),
-        sup_flag=take("u1", n_sup),
-    )
-    rule, entity, due = state.rule, state.entity, state.due
-    if n:
-        _check_rules(rule, tables, tables.kind == KIND_NOT_FOLLOWED)
-        size = np.where(tables.scope[rule] == SCOPE_HOME, n_homes, n_devices)
-        if entity.min() < 0 or np.any(entity >= size):
-            raise ValueError("engine snapshot names a device or home this engine does not have")
-        if due.min() < 0 or due.max() >= np.iinfo(np.int64).max:
-            raise ValueError("engine snapshot holds an impossible deadline")
-        _check_order(rule, entity)
-    if n_raised:
-        _check_rules(state.raised_rule, tables, tables.kind == KIND_HYSTERESIS)
-        _check_devices(state.raised_device, n_devices)
-        _check_order(state.raised_rule, state.raised_device)
-    if n_last:
-        _check_rules(state.last_rule, tables, tables.cancel_mask != 0)
-        _check_devices(state.last_device, n_devices)
-        _check_order(state.last_rule, state.last_device)
-        if state.last_ts.min() < 0 or state.last_ts.max() > MAX_TS:
-            raise ValueError("engine snapshot holds an impossible trigger time")
-    if n_sup:
-        _check_rules(state.sup_rule, tables, tables.kind == KIND_SUPERVISION)
-        _check_devices(state.sup_device, n_devices)
-        _check_order(state.sup_rule, state.sup_device)
-        last, flag = state.sup_last, state.sup_flag
-        if np.any((last != NO_SEEN) & ((last < 0) | (last > MAX_TS))):
-            raise ValueError("engine snapshot holds an impossible last-seen time")
-        if flag.max() > 1 or np.any((last == NO_SEEN) & (flag == 0)):
-            raise ValueError("engine snapshot holds an impossible supervision entry")
-    return state
-
-
-def _check_rules(rule: np.ndarray, tables: Tables, stateful: np.ndarray) -> None:
-    if rule.min() < 0 or rule.max() >= tables.n_rules:
-        raise ValueError("engine snapshot names a rule the tables do not have")
-    if not np.all(stateful[rule]):
-        raise ValueError("engine snapshot holds state for a rule without state")
-
-
-def _check_devices(device: np.ndarray, n_devices: int) -> None:
-    if device.min() < 0 or device.max() >= n_devices:
-        raise ValueError("engine snapshot names a device or home this engine does not have")
-
-
-def _check_order(rule: np.ndarray, entity: np.ndarray) -> None:
-    key = rule * (2**32) + entity
-    if np.any(key[1:] <= key[:-1]):
-        raise ValueError("engine snapshot slots are not in slot order")

@@ -135,6 +135,16 @@ class Keys:
         polls it (one GET) and reloads its suppression index when it moved."""
         return f"{self.prefix}:suppression:version"
 
+    def rules_reload_requests(self) -> str:
+        """Stream: `responsecentre rules reload` asking the running service to load a pack
+        (the pack's text, its file name and a reply id); the service reads it with a
+        blocking XREAD from where the stream stood when it started (rules_admin.py)."""
+        return f"{self.prefix}:rules:reload-requests"
+
+    def rules_reload_reply(self, request_id: str) -> str:
+        """List with a TTL: the service's answer to one reload request (JSON), for the CLI's BLPOP."""
+        return f"{self.prefix}:rules:reload-reply:{request_id}"
+
 
 KEYS = Keys()
 
@@ -144,3 +154,5 @@ CAUSE_TTL_S = 7 * 24 * 3600
 FEED_MAXLEN = 10_000
 DEAD_LETTER_MAXLEN = 100_000
 PARKED_MAXLEN = 100_000
+RULES_REQUESTS_MAXLEN = 100
+RULES_REPLY_TTL_S = 60

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from starlette.requests import HTTPConnection
@@ -22,6 +23,9 @@ from responsecentre.web.auth import Principal, Users
 from responsecentre.web.sessions import SESSION_IDLE_S, SessionStore
 from responsecentre.web.throttle import LoginLimits, Throttle
 from responsecentre.web.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from responsecentre.rules_admin import RulesAdmin
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 
@@ -43,6 +47,9 @@ class AppContext:
     metrics_token: str = ""
     login_limits: LoginLimits = field(default_factory=LoginLimits)
     session_idle_s: int = SESSION_IDLE_S
+    # The rule pack in force and its reload (rules_admin.py); None where no rule engine
+    # runs in this process (the API's own tests): /api/rules then answers 409.
+    rules: RulesAdmin | None = None
     # Built from the above (web/throttle.py, sessions.py, tokens.py).
     throttle: Throttle = field(init=False)
     sessions: SessionStore = field(init=False)

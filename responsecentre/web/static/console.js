@@ -113,7 +113,18 @@
         water_leak: "Water leak",
         seizure: "Seizure",
         geofence: "Left safe area",
-        tamper: "Device tampered with"
+        tamper: "Device tampered with",
+        assistance: "Safety alarm",
+        fire: "Fire",
+        door_open: "Door left open",
+        dispenser_empty: "Dispenser empty",
+        repeated_falls: "Repeated falls",
+        night_wandering: "Restless at night",
+        not_back_in_bed: "Not back in bed",
+        hot_home: "Hot home",
+        stove_heat: "Stove heat",
+        medication_review: "Doses missed this week",
+        battery_critical: "Battery almost flat"
       },
       what: {
         raised: "Raised",
