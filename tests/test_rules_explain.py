@@ -141,8 +141,7 @@ def test_overrides_are_kept_raw_and_an_unquoted_time_of_day_stays_text(tmp_path:
     path = tmp_path / "homes.yaml"
     text = yaml.safe_dump(homes(rules={"cold-home": {"value": {"below": 12}}}))
     # Written by hand, unquoted: YAML 1.1 would read 09:00 as the number 540.
-    text = text.replace("zone: south", "zone: south\n      rules_placeholder: 1")
-    path.write_text(text.replace("rules_placeholder: 1", "timezone: Europe/Oslo"))
+    path.write_text(text.replace("zone: south", "zone: south\n      timezone: Europe/Oslo"))
     doc = path.read_text().replace(
         "cold-home:", "night-doors:\n          during: {from: 22:30, to: 06:00}\n        cold-home:"
     )
