@@ -46,6 +46,7 @@ from responsecentre.directory import Directory
 
 INGEST = "rc-ingest"
 NOTIFIER = "rc-notifier"
+REPLIES = "rc-replies"  # reads the handsets' replies (a persistent session: none lost while the centre is down)
 SIMULATOR = "rc-sim"
 # mosquitto 2.0's default for `$7$` hashes. The passwords are random (192 bits), so more
 # rounds would buy no safety and cost every CONNECT (a reconnect storm after a restart).
@@ -95,9 +96,7 @@ def commands_topic(tenant: str, device_id: str) -> str:
     return f"{contract.PREFIX}/{tenant}/devices/{device_id}/commands"
 
 
-def replies_topic(tenant: str, staff_id: str) -> str:
-    """A handset's answers to its pages (accept, decline); used by a later issue."""
-    return f"{contract.PREFIX}/{tenant}/staff/{staff_id}/replies"
+replies_topic = contract.replies_topic
 
 
 def _id(kind: str, token: str) -> str:
@@ -109,7 +108,8 @@ def _id(kind: str, token: str) -> str:
 
 
 def centre_accounts() -> list[Account]:
-    """The centre's two connections. Ingest reads all of `devices/#` (not just events and
+    """The centre's three connections. The reply desk reads the handsets' replies; the
+    notifier answers each on its outcome topic. Ingest reads all of `devices/#` (not just events and
     status) so that a message on a malformed device topic is dead-lettered, not unseen."""
     p = contract.PREFIX
     return [
@@ -119,10 +119,11 @@ def centre_accounts() -> list[Account]:
             (
                 Grant(Access.WRITE, f"{p}/+/alarms/#"),
                 Grant(Access.WRITE, f"{p}/+/staff/+/pages"),
-                Grant(Access.READ, f"{p}/+/staff/+/replies"),
+                Grant(Access.WRITE, f"{p}/+/staff/+/replies/outcome"),
                 Grant(Access.WRITE, f"{p}/+/devices/+/commands"),
             ),
         ),
+        Account(REPLIES, (Grant(Access.READ, contract.REPLIES_SUBSCRIPTION),)),
     ]
 
 
@@ -166,6 +167,7 @@ def handset_account(tenant: str, staff_id: str) -> Account:
         (
             Grant(Access.READ, contract.page_topic(tenant, staff_id)),
             Grant(Access.WRITE, replies_topic(tenant, staff_id)),
+            Grant(Access.READ, contract.reply_outcome_topic(tenant, staff_id)),
         ),
     )
 

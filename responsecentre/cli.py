@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from responsecentre.config import Settings
+from responsecentre.roster_cli import add_roster_parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     reload.add_argument("--redis", help="the service's Redis, redis://host:port/db (env RC_REDIS_URL)")
     reload.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the service (default 10)")
     reload.set_defaults(fn=cmd_rules_reload)
+
+    add_roster_parser(sub)  # `roster who`: who is on duty (responsecentre/roster_cli.py)
 
     users = sub.add_parser("users", help="console and API users")
     usub = users.add_subparsers(dest="users_command", required=True)

@@ -51,6 +51,8 @@ class Settings:
     batch_ms: int = 10  # how long a batch may wait to fill
     sweep_ms: int = 200  # deadline sweep and timer poll period
     snapshot_s: float = 2.0  # engine state snapshot period
+    audit_ms: int = 5_000  # the escalation auditor's period (responsecentre/auditor.py)
+    escalation_grace_ms: int = 5_000  # a step timer overdue by more than this is repaired
     # Device time is used when it is within this window of receive time, else receive time.
     max_clock_skew_future_ms: int = 5_000
     max_event_age_ms: int = 3_600_000

@@ -10,7 +10,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -154,6 +154,19 @@ def alarm_topic(tenant: str, alarm_id: str) -> str:
 
 def page_topic(tenant: str, staff_id: str) -> str:
     return f"{PREFIX}/{tenant}/staff/{staff_id}/pages"
+
+
+def replies_topic(tenant: str, staff_id: str) -> str:
+    """A handset's answers to its pages (accept, decline, en_route, on_site, resolve)."""
+    return f"{PREFIX}/{tenant}/staff/{staff_id}/replies"
+
+
+def reply_outcome_topic(tenant: str, staff_id: str) -> str:
+    """The centre's answer to each reply: taken, or rejected with the reason."""
+    return f"{PREFIX}/{tenant}/staff/{staff_id}/replies/outcome"
+
+
+REPLIES_SUBSCRIPTION = f"{PREFIX}/+/staff/+/replies"
 
 
 EVENTS_SUBSCRIPTION = f"{PREFIX}/+/devices/+/events"
@@ -328,4 +341,80 @@ def encode_status(online: bool, battery: int | None, ts_ms: int) -> bytes:
     if battery is not None:
         body["battery"] = battery
     body["ts"] = format_ts(ts_ms)
+    return msgspec.json.encode(body)
+
+
+# -- a handset's answers to its pages ----------------------------------------------------
+
+REPLY_ANSWERS = ("accept", "decline", "en_route", "on_site", "resolve")
+
+
+class ReplyPayload(msgspec.Struct, forbid_unknown_fields=True):
+    """What a handset publishes on rc/v1/{tenant}/staff/{staff_id}/replies. The person is
+    the topic's (the broker lets a handset write only its own), never the payload's. No
+    free-text note: it may describe the resident, and MQTT payloads carry no personal
+    data; notes are written through the API."""
+
+    alarm_id: str
+    answer: Literal["accept", "decline", "en_route", "on_site", "resolve"]
+    page_id: str | None = None  # the page answered (accept/decline); default: the latest to this person
+    code: str | None = None  # closing code, for resolve
+    reply_id: str | None = None  # echoed in the outcome, so a handset can match it to its reply
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    tenant: str
+    staff_id: str
+    body: ReplyPayload
+
+
+_reply_decoder = msgspec.json.Decoder(ReplyPayload)
+
+
+def parse_replies_topic(topic: str) -> tuple[str, str]:
+    """rc/v1/{tenant}/staff/{staff_id}/replies -> (tenant, staff id), or `Rejected`."""
+    parts = topic.split("/")
+    if (
+        len(parts) != 6
+        or f"{parts[0]}/{parts[1]}" != PREFIX
+        or parts[3] != "staff"
+        or parts[5] != "replies"
+        or not _valid_token(parts[2])
+        or not _valid_token(parts[4])
+    ):
+        raise Rejected(
+            RejectReason.BAD_TOPIC, f"topic {topic[:200]!r} is not {PREFIX}/{{tenant}}/staff/{{staff_id}}/replies"
+        )
+    return parts[2], parts[4]
+
+
+def decode_reply(topic: str, payload: bytes) -> Reply:
+    """Validate a handset's reply; raise `Rejected` with the reason."""
+    tenant, staff_id = parse_replies_topic(topic)
+    body: ReplyPayload = _decode_body(payload, _reply_decoder)
+    for name, value in (("alarm_id", body.alarm_id), ("page_id", body.page_id), ("reply_id", body.reply_id)):
+        if value is not None and not 0 < len(value) <= 200:
+            raise Rejected(RejectReason.SCHEMA, f"{name} must have 1-200 characters")
+    if body.answer == "resolve" and not body.code:
+        raise Rejected(RejectReason.SCHEMA, "a resolve needs a closing code (`code`)")
+    return Reply(tenant, staff_id, body)
+
+
+def encode_reply_outcome(
+    alarm_id: str | None,
+    answer: str | None,
+    outcome: str,
+    reason: str,
+    ts_ms: int,
+    reply_id: str | None = None,
+    state: str | None = None,
+) -> bytes:
+    """The centre's answer on .../replies/outcome: `outcome` is `taken` or the code of the
+    rejection (not_paged, already_answered, already_taken, not_live, not_yours, closed, bad_state,
+    unknown_alarm, malformed_json, schema, oversized, error); `reason` is for a person."""
+    body: dict[str, Any] = {"outcome": outcome, "reason": reason, "ts": format_ts(ts_ms)}
+    for key, value in (("alarm_id", alarm_id), ("answer", answer), ("reply_id", reply_id), ("state", state)):
+        if value is not None:
+            body[key] = value
     return msgspec.json.encode(body)

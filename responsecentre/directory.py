@@ -22,9 +22,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from responsecentre.escalation.people import StaffMember, StaffRole
+from responsecentre.escalation.roster import Coverage, Roster, parse_roster
 from responsecentre.suppression import SuppressionConfig
 
 DEFAULT_TIMEZONE = "Europe/Oslo"  # as engine.localtime.DEFAULT_TIMEZONE
+_ROLES = frozenset(str(r) for r in StaffRole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +72,13 @@ class Home:
         return {name: json.loads(text) for name, text in self.rules}
 
 
-@dataclass(frozen=True, slots=True)
-class Staff:
-    tenant: str
-    staff_id: str
-    name: str
-    role: str
-    zone: str  # a zone name, or "all"
-    on_duty: bool
-
-
 @dataclass
 class Directory:
     homes: dict[tuple[str, str], Home] = field(default_factory=dict)
     devices: dict[tuple[str, str], Device] = field(default_factory=dict)
-    staff: dict[tuple[str, str], Staff] = field(default_factory=dict)
+    # Staff and their shifts per tenant (escalation/staff.yaml, escalation/roster.py).
+    rosters: dict[str, Roster] = field(default_factory=dict)
+    staff: dict[tuple[str, str], StaffMember] = field(default_factory=dict)
     home_list: list[Home] = field(default_factory=list)
     device_list: list[Device] = field(default_factory=list)
     # Home status, device maintenance and planned silences as the YAML sets them (suppression.py).
@@ -139,13 +134,25 @@ class Directory:
                 out[device.index] = min(round(spec.heartbeat_every_ms * grace), MAX_DURATION_MS)
         return out
 
-    def on_duty(self, tenant: str, role: str, zone: str) -> list[Staff]:
-        """Who of `role` is on duty for a home in `zone` (the roster's first cut)."""
-        return [
-            s
-            for s in self.staff.values()
-            if s.tenant == tenant and s.role == role and s.on_duty and s.zone in (zone, "all")
-        ]
+    def on_duty(self, tenant: str, role: str, zone: str, at_ms: int) -> tuple[StaffMember, ...]:
+        """Who of `role` is on duty for a home in `zone` at `at_ms`, in roster order."""
+        roster = self.rosters.get(tenant)
+        if roster is None or role not in _ROLES:
+            return ()
+        return roster.who(zone, StaffRole(role), at_ms)
+
+    def coverage(self, tenant: str, role: str, zone: str, at_ms: int) -> Coverage:
+        """On duty against the roster's minimum for that role and zone (the warning's test)."""
+        roster = self.rosters.get(tenant)
+        if roster is None or role not in _ROLES:
+            return Coverage(on_duty=0, minimum=1, short=True)
+        return roster.coverage(zone, StaffRole(role), at_ms)
+
+    def add_rosters(self, rosters: dict[str, Roster]) -> None:
+        for tenant, roster in rosters.items():
+            self.rosters[tenant] = roster
+            for member in roster.staff.values():
+                self.staff[(tenant, member.staff_id)] = member
 
     def add_home(self, tenant: str, spec: dict[str, Any], timezone: str = DEFAULT_TIMEZONE) -> Home:
         """Add a home of `tenant`; `timezone` is the tenant's, which the home's own beats."""
@@ -181,18 +188,6 @@ class Directory:
         self.home_list.append(home)
         self.suppression.add_home(tenant, home_id, spec)
         return home
-
-    def add_staff(self, tenant: str, spec: dict[str, Any]) -> Staff:
-        member = Staff(
-            tenant=tenant,
-            staff_id=str(spec["id"]),
-            name=str(spec.get("name", "")),
-            role=str(spec["role"]),
-            zone=str(spec.get("zone", "all")),
-            on_duty=bool(spec.get("on_duty", True)),
-        )
-        self.staff[(tenant, member.staff_id)] = member
-        return member
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,9 +286,8 @@ def build_directory(homes: dict[str, Any], staff: dict[str, Any] | None = None) 
             {h for (t, h) in directory.homes if t == str(tenant)},
             {d for (t, d) in directory.devices if t == str(tenant)},
         )
-    for tenant, spec in ((staff or {}).get("tenants") or {}).items():
-        for member in spec.get("staff") or []:
-            directory.add_staff(str(tenant), member)
+    if staff:
+        directory.add_rosters(parse_roster(yaml.safe_dump(staff, sort_keys=False), "<staff>"))
     return directory
 
 
@@ -324,8 +318,11 @@ _HomesLoader.add_implicit_resolver(
 
 
 def load_directory(homes_path: Path, staff_path: Path | None) -> Directory:
+    """The homes file and the staff file (rosters: parsed from the text, so that a mistake
+    is reported with its file:line)."""
     homes = yaml.load(homes_path.read_text(), Loader=_HomesLoader) or {}  # a SafeLoader
-    staff = yaml.safe_load(staff_path.read_text()) if staff_path and staff_path.exists() else {}
-    directory = build_directory(homes, staff)
+    directory = build_directory(homes)
     directory.source = str(homes_path)
+    if staff_path and staff_path.exists():
+        directory.add_rosters(parse_roster(staff_path.read_text(encoding="utf-8"), str(staff_path)))
     return directory

@@ -116,6 +116,24 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.coverage_short = Counter(
+            "responsecentre_roster_coverage_short_total",
+            "Chain steps that paged a staff role with fewer people on duty in the zone than the roster's minimum",
+            ["role"],
+            registry=r,
+        )
+        self.escalation_repairs = Counter(
+            "responsecentre_escalation_repairs_total",
+            "Escalation timers the auditor found missing, late or due too late, and put right",
+            ["reason"],
+            registry=r,
+        )
+        self.replies = Counter(
+            "responsecentre_replies_total",
+            "Answers to pages (handset or API), by answer and outcome: taken, or why it was rejected",
+            ["answer", "outcome"],
+            registry=r,
+        )
         self.notifications = Counter(
             "responsecentre_notifications_total",
             "Notifications delivered, by channel and outcome",

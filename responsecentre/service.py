@@ -39,9 +39,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from responsecentre.alarms.desk import AlarmDesk
-from responsecentre.broker import INGEST, NOTIFIER, load_credentials
+from responsecentre.auditor import run_auditor
+from responsecentre.broker import INGEST, NOTIFIER, REPLIES, load_credentials
 from responsecentre.clock import Clock, system_clock
 from responsecentre.config import MqttUrl, Settings
+from responsecentre.contract import REPLIES_SUBSCRIPTION
 from responsecentre.directory import Directory, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
 from responsecentre.escalation.chains import Chain, load_chains
@@ -53,6 +55,7 @@ from responsecentre.ingest.mqtt import BrokerLink, PublishLink
 from responsecentre.ingest.pipeline import Ingest
 from responsecentre.metrics import Metrics
 from responsecentre.processor import RuleProcessor
+from responsecentre.replies import ReplyDesk
 from responsecentre.rules_admin import (  # check_chains & co. are re-exported for callers of this module
     PackRefused,
     RulesAdmin,
@@ -79,22 +82,23 @@ class _Server(uvicorn.Server):
         yield
 
 
-def mqtt_accounts(settings: Settings) -> tuple[MqttUrl, MqttUrl]:
-    """The broker URLs of ingest and of the notifiers: each its own account from the
-    credentials file when one is set (the broker's ACL gives each only its own job), else
-    the URL's own user for both."""
+def mqtt_accounts(settings: Settings) -> tuple[MqttUrl, MqttUrl, MqttUrl]:
+    """The broker URLs of ingest, the notifiers and the reply desk: each its own account
+    from the credentials file when one is set (the broker's ACL gives each only its own
+    job), else the URL's own user for all three."""
     url = settings.mqtt
     if settings.mqtt_credentials is None:
-        return url, url
+        return url, url, url
     if not settings.mqtt_credentials.is_file():
         raise ValueError(f"MQTT credentials file {settings.mqtt_credentials} does not exist")
     credentials = load_credentials(settings.mqtt_credentials)
-    missing = [name for name in (INGEST, NOTIFIER) if name not in credentials]
+    missing = [name for name in (INGEST, NOTIFIER, REPLIES) if name not in credentials]
     if missing:
         raise ValueError(f"{settings.mqtt_credentials} has no password for {', '.join(missing)}")
     return (
         replace(url, username=INGEST, password=credentials[INGEST]),
         replace(url, username=NOTIFIER, password=credentials[NOTIFIER]),
+        replace(url, username=REPLIES, password=credentials[REPLIES]),
     )
 
 
@@ -144,8 +148,11 @@ class Service:
         )
         self.started = asyncio.Event()
         self._server: _Server | None = None
-        self.ingest_url, self.notifier_url = mqtt_accounts(settings)  # a missing password fails here, not later
+        self.ingest_url, self.notifier_url, self.replies_url = mqtt_accounts(
+            settings
+        )  # a missing password fails here, not later
         self.link: BrokerLink | None = None
+        self.replies_link: BrokerLink | None = None
         self.publisher: PublishLink | None = None
         self.processor: RuleProcessor | None = None
 
@@ -190,6 +197,17 @@ class Service:
         app = self.build_app()
         self.link = BrokerLink(self.ingest_url, s.client_id, s.session_expiry_s, self.metrics, clock=self.clock)
         self.publisher = PublishLink(self.notifier_url, f"{s.client_id}-notifier")
+        self.replies_link = BrokerLink(
+            self.replies_url,
+            f"{s.client_id}-replies",
+            s.session_expiry_s,
+            self.metrics,
+            clock=self.clock,
+            subscription=REPLIES_SUBSCRIPTION,
+        )
+        replies = ReplyDesk(
+            self.replies_link, self.publisher, self.desk, self.redis, self.metrics, self.faults, self.clock
+        )
         ingest = Ingest(self.link, EventLog(self.redis), self.directory, self.metrics, s, self.faults, self.clock)
         self.processor = RuleProcessor(
             self.redis, self.engine, self.directory, self.desk, self.metrics, s, faults=self.faults, clock=self.clock
@@ -214,10 +232,12 @@ class Service:
         self._server = _Server(config)
         self.link.start()
         self.publisher.start()
+        self.replies_link.start()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(self.processor.run(), name="rules")
+                tg.create_task(replies.run(), name="replies")
                 tg.create_task(self.rules.serve_requests(), name="rules-reload")
                 tg.create_task(
                     run_timers(
@@ -226,12 +246,25 @@ class Service:
                     name="timers",
                 )
                 tg.create_task(
+                    run_auditor(
+                        self.redis,
+                        self.desk,
+                        s.audit_ms,
+                        s.escalation_grace_ms,
+                        self.metrics,
+                        clock=self.clock,
+                        faults=self.faults,
+                    ),
+                    name="auditor",
+                )
+                tg.create_task(
                     run_notifiers(self.redis, notifiers, self.metrics, faults=self.faults, clock=self.clock),
                     name="notifiers",
                 )
                 tg.create_task(self._serve(), name="http")
         finally:
             self.link.stop()
+            self.replies_link.stop()
             self.publisher.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.snapshot(), 2.0)

@@ -212,7 +212,15 @@ def test_is_an_asyncapi_3_document_for_mosquitto_over_mqtt5() -> None:
     assert DOC["defaultContentType"] == "application/json"
     server = DOC["servers"]["mosquitto"]
     assert server["protocol"] == "mqtt" and str(server["protocolVersion"]) == "5"
-    assert set(DOC["channels"]) == {"deviceEvents", "deviceStatus", "deviceCommands", "alarmStates", "staffPages"}
+    assert set(DOC["channels"]) == {
+        "deviceEvents",
+        "deviceStatus",
+        "deviceCommands",
+        "alarmStates",
+        "staffPages",
+        "staffReplies",
+        "staffReplyOutcomes",
+    }
 
 
 def test_every_reference_resolves() -> None:
@@ -395,7 +403,7 @@ def test_status_payloads_validate() -> None:
     assert errors(payload_schema("DeviceCommand"), []) and not errors(payload_schema("DeviceCommand"), {})
 
 
-PAGING = Chain("urgent", (Step((Target(TargetKind.STAFF, "n-0042"),), (Channel.MQTT,), 60_000),), repeat=0)
+PAGING = Chain("urgent", (Step((Target(TargetKind.STAFF, "n-0042"),), (Channel.HANDSET,), 60_000),), repeat=0)
 
 
 def _alarm() -> Any:

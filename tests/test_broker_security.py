@@ -36,6 +36,7 @@ from responsecentre import broker, cli, contract
 from responsecentre.broker import (
     INGEST,
     NOTIFIER,
+    REPLIES,
     SIMULATOR,
     device_username,
     handset_username,
@@ -279,7 +280,7 @@ def test_forged_pages_alarm_states_and_statuses_are_refused_and_nothing_is_retai
 def test_a_handset_reads_only_its_own_pages_and_writes_only_its_own_replies(mosquitto: Mosquitto) -> None:
     me = handset_username(A, "n1")
     pages = Inbox(mosquitto, mosquitto.account(me), "rc/v1/+/staff/+/pages")
-    replies = Inbox(mosquitto, None, "rc/v1/+/staff/+/replies")  # stands for the centre (rc-notifier reads these)
+    replies = Inbox(mosquitto, mosquitto.account(REPLIES), "rc/v1/+/staff/+/replies")  # the centre's reply desk
     try:
         with publishers(mosquitto, NOTIFIER) as pub:
             for topic in (contract.page_topic(A, "tl1"), contract.page_topic(B, "n1")):  # B's n1: the same staff id
@@ -296,6 +297,27 @@ def test_a_handset_reads_only_its_own_pages_and_writes_only_its_own_replies(mosq
     finally:
         pages.close()
         replies.close()
+
+
+def test_a_handset_reads_only_its_own_reply_outcomes_and_only_the_centre_writes_them(mosquitto: Mosquitto) -> None:
+    """The outcome of a reply (taken, or why not) goes to the replier alone; nobody but the
+    centre's notifier can forge one, and the reply desk's account reads replies only."""
+    me = handset_username(A, "n1")
+    with publishers(mosquitto, me, REPLIES, handset_username(A, "tl1")) as pub:  # before `me` subscribes:
+        for forger in (me, REPLIES, handset_username(A, "tl1")):  # one account is one connection
+            answer = str(pub[forger].raw(contract.reply_outcome_topic(A, "n1"), b'{"forged": true}'))
+            assert answer == NOT_AUTHORIZED, forger
+        assert str(pub[REPLIES].raw(contract.page_topic(A, "n1"), b"{}")) == NOT_AUTHORIZED
+    outcomes = Inbox(mosquitto, mosquitto.account(me), "rc/v1/+/staff/+/replies/outcome", "rc/#")
+    try:
+        with publishers(mosquitto, NOTIFIER) as pub:
+            pub[NOTIFIER].raw(contract.reply_outcome_topic(A, "tl1"), b'{"not": "mine"}')
+            pub[NOTIFIER].raw(contract.reply_outcome_topic(A, "n1"), b'{"mine": true}')
+        outcomes.wait_for(contract.reply_outcome_topic(A, "n1"), b'{"mine": true}')
+        assert set(outcomes.topics()) == {contract.reply_outcome_topic(A, "n1")}
+        assert not [m for m in outcomes.messages if m[1] != b'{"mine": true}']
+    finally:
+        outcomes.close()
 
 
 def test_an_integrator_receives_its_own_tenants_alarm_states_only(mosquitto: Mosquitto) -> None:

@@ -104,7 +104,7 @@ async def test_a_bug_on_one_message_is_dead_lettered_as_internal_and_acked(
 
     directory = Buggy(**{f.name: getattr(real, f.name) for f in dataclasses.fields(real)})
     settings = Settings(mqtt_url=mosquitto.url, redis_url=redis_url, mqtt_credentials=mosquitto.credentials_path)
-    ingest_url, _ = mqtt_accounts(settings)  # the centre's real account and ACL
+    ingest_url, _, _ = mqtt_accounts(settings)  # the centre's real account and ACL
     forget_session(mosquitto)  # nothing left over from earlier tests in the rc-ingest session
     metrics, faults = Metrics(), Faults()
     redis = aioredis.Redis.from_url(redis_url)

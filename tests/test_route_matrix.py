@@ -76,6 +76,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/alarms/{alarm_id}/ack"): Rule(roles=ACTORS, body={}),
     ("POST", "/api/alarms/{alarm_id}/resolve"): Rule(roles=ACTORS, body={"code": "assisted"}),
     ("POST", "/api/alarms/{alarm_id}/note"): Rule(roles=ACTORS, body={"text": "checked"}),
+    # The nurse's answers: accept and decline are hers alone (operators acknowledge);
+    # en route and on site an operator may record for her (409 until someone accepted).
+    ("POST", "/api/alarms/{alarm_id}/accept"): Rule(roles=frozenset({NURSE}), body={}),
+    ("POST", "/api/alarms/{alarm_id}/decline"): Rule(roles=frozenset({NURSE}), body={}),
+    ("POST", "/api/alarms/{alarm_id}/en-route"): Rule(roles=ACTORS),
+    ("POST", "/api/alarms/{alarm_id}/on-site"): Rule(roles=ACTORS),
+    # The key safe: operators, admins, and the nurse who accepted (409 for another nurse).
+    ("GET", "/api/alarms/{alarm_id}/resident"): Rule(roles=ACTORS),
     ("GET", "/api/closing-codes"): Rule(),
     ("GET", "/api/devices"): Rule(tenant_query="tenant"),
     ("GET", "/api/homes/{tenant}/{home_id}"): Rule(roles=RESIDENT_READERS),

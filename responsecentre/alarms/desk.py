@@ -21,20 +21,32 @@ from ulid import ULID
 
 from responsecentre.alarms.model import (
     Alarm,
+    Answer,
     Entry,
+    Page,
+    ReplyRejected,
     Trigger,
+    accept,
     acknowledge,
     add_note,
     cancel_by_resident,
     clear,
+    decline,
+    en_route,
     join,
+    on_site,
     queue_key,
     raise_alarm,
+    record_pages,
+    rejected_entry,
     resolve,
+    resolve_by,
     timeout,
 )
 from responsecentre.alarms.view import alarm_view, integration_view
+from responsecentre.contract import replies_topic
 from responsecentre.directory import Directory
+from responsecentre.escalation.audit import Repair, RepairReason, check
 from responsecentre.escalation.chains import Chain, Channel, Step, Target, TargetKind
 from responsecentre.escalation.runner import Exhausted, Notify, Schedule, Unschedule
 from responsecentre.metrics import Metrics
@@ -174,7 +186,7 @@ class AlarmDesk:
                         pipe.zadd(self.keys.alarm_index(tenant), {alarm.id: alarm.raised_ms})
                         pipe.hset(self.keys.alarm_tenants(), alarm.id, tenant)
                     pipe.set(cause_key, b"1", ex=CAUSE_TTL_S)
-                    entries = self._write(pipe, alarm, entries, actions, now_ms)
+                    alarm = self._write(pipe, alarm, entries, actions, now_ms)
                     await pipe.execute()
                 except WatchError:
                     continue
@@ -210,7 +222,7 @@ class AlarmDesk:
                     pipe.multi()
                     pipe.set(cause_key, b"1", ex=CAUSE_TTL_S)
                     if alarm is not None and previous is not None and alarm is not previous:
-                        self._write(pipe, alarm, entries, actions, now_ms)
+                        alarm = self._write(pipe, alarm, entries, actions, now_ms)
                     await pipe.execute()
                 except WatchError:
                     continue
@@ -240,6 +252,50 @@ class AlarmDesk:
         tenant = await self.tenant_of(alarm_id)
         return await self._mutate(tenant, alarm_id, fn, now_ms)
 
+    async def answer(
+        self,
+        alarm_id: str,
+        staff_id: str | None,
+        by: str,
+        answer: Answer,
+        now_ms: int,
+        page_id: str | None = None,
+        code: str = "",
+        note: str = "",
+        via: str = "http",
+        tenant: str | None = None,
+    ) -> Alarm:
+        """A paged person's answer (or an operator's on her behalf: `staff_id` None, for
+        en route, on site and resolve). `tenant`, when given, must be the alarm's: a
+        handset's reply names its tenant in its topic. A reply the alarm cannot take
+        raises ReplyRejected after its rejection is written to the timeline."""
+        found = await self.tenant_of(alarm_id)
+        if tenant is not None and found != tenant:
+            raise AlarmNotFound(alarm_id)
+        if answer in (Answer.ACCEPT, Answer.DECLINE) and staff_id is None:
+            raise ReplyRejected("not_paged", "only a paged person can accept or decline; operators acknowledge")
+
+        def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+            if answer == Answer.ACCEPT:
+                return accept(a, str(staff_id), by, page_id, now_ms, via)
+            if answer == Answer.DECLINE:
+                return decline(a, str(staff_id), by, page_id, now_ms, via)
+            if answer == Answer.EN_ROUTE:
+                return (*en_route(a, staff_id, by, now_ms, via), [])
+            if answer == Answer.ON_SITE:
+                return (*on_site(a, staff_id, by, now_ms, via), [])
+            return resolve_by(a, staff_id, by, code, note, now_ms, via)
+
+        try:
+            alarm = await self._mutate(found, alarm_id, fn, now_ms)
+        except ReplyRejected as rejection:
+            entry = rejected_entry(staff_id or by, str(answer), rejection, now_ms, via)
+            await self.redis.rpush(self.keys.timeline(found, alarm_id), _enc(entry))
+            self.metrics.replies.labels(str(answer), rejection.code).inc()
+            raise
+        self.metrics.replies.labels(str(answer), "taken").inc()
+        return alarm
+
     async def fire_timer(self, member: str, now_ms: int) -> Alarm | None:
         """Carry out a due escalation timer. The timer is removed in the same transaction
         that records its effect, so a crash in between leaves it to fire again, and the
@@ -260,6 +316,39 @@ class AlarmDesk:
         except AlarmNotFound:
             await self.redis.zrem(self.keys.timers(), member)
             return None
+
+    def timer_for(self, alarm: Alarm) -> str:
+        """The timer member of the alarm's running position."""
+        return timer_member(alarm.tenant, alarm.id, alarm.escalation.step, alarm.escalation.round)
+
+    async def repair_timer(self, tenant: str, alarm_id: str, now_ms: int, grace_ms: int) -> tuple[Alarm, Repair] | None:
+        """Put back a missing timer (or one due later than its step), or fire an overdue
+        one, if the alarm still needs it: checked in a transaction on the alarm, so a
+        timer the timer loop replaced a moment ago is not taken for a lost one."""
+        key = self.keys.alarm(tenant, alarm_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        await pipe.unwatch()
+                        return None
+                    alarm = _alarm_decoder.decode(raw)
+                    member = self.timer_for(alarm)
+                    repair = check(alarm.escalation, await pipe.zscore(self.keys.timers(), member), now_ms, grace_ms)
+                    if repair is None or not alarm.is_open:
+                        await pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.zadd(self.keys.timers(), {member: repair.due_ms})
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                if repair.reason == RepairReason.LATE:
+                    await self.fire_timer(member, now_ms)  # fenced: a no-op if the timer loop got there first
+                return alarm, repair
+        return None
 
     async def _mutate(
         self,
@@ -287,7 +376,7 @@ class AlarmDesk:
                     if also is not None:
                         also(pipe)
                     if alarm is not previous:
-                        self._write(pipe, alarm, entries, actions, now_ms)
+                        alarm = self._write(pipe, alarm, entries, actions, now_ms)
                     await pipe.execute()
                 except WatchError:
                     continue
@@ -297,8 +386,10 @@ class AlarmDesk:
 
     # -- the write half of every transaction ----------------------------------------------
 
-    def _write(self, pipe: Any, alarm: Alarm, entries: list[Entry], actions: list[Any], now_ms: int) -> list[Entry]:
+    def _write(self, pipe: Any, alarm: Alarm, entries: list[Entry], actions: list[Any], now_ms: int) -> Alarm:
+        """Queue every write of one change; returns the alarm as stored (with its new pages)."""
         tenant = alarm.tenant
+        pages: list[Page] = []
         for action in actions:
             if isinstance(action, Schedule):
                 pipe.zadd(
@@ -307,7 +398,9 @@ class AlarmDesk:
             elif isinstance(action, Unschedule):
                 pipe.zrem(self.keys.timers(), timer_member(tenant, alarm.id, action.step, action.round))
             elif isinstance(action, Notify):
-                entries = entries + self._page(pipe, alarm, action, now_ms)
+                more, sent = self._page(pipe, alarm, action, now_ms)
+                entries, pages = entries + more, pages + sent
+        alarm = record_pages(alarm, pages)
         if not alarm.is_open:
             pipe.hdel(self.keys.open_alarms(tenant), f"{alarm.home_id}|{alarm.kind}")
         pipe.set(self.keys.alarm(tenant, alarm.id), _enc(alarm))
@@ -318,30 +411,42 @@ class AlarmDesk:
             self.keys.outbox(),
             {"channel": "integration", "tenant": tenant, "alarm": alarm.id, "body": _enc(integration_view(alarm))},
         )
-        return entries
+        return alarm
 
-    def _page(self, pipe: Any, alarm: Alarm, action: Notify, now_ms: int) -> list[Entry]:
-        """Resolve a step's targets to people on duty now and queue their pages."""
+    def _page(self, pipe: Any, alarm: Alarm, action: Notify, now_ms: int) -> tuple[list[Entry], list[Page]]:
+        """Resolve a step's targets to people on duty now and queue their pages; returns
+        the timeline entries and the pages to keep on the alarm (replies are checked
+        against them)."""
         step = alarm.escalation.chain.steps[action.step]
         entries: list[Entry] = []
+        pages: list[Page] = []
         people: dict[str, str] = {}
         for target in step.targets:
             if target.kind == TargetKind.ROLE:
-                found = self.directory.on_duty(alarm.tenant, target.value, alarm.zone)
-                if len(found) <= 1:
+                found = self.directory.on_duty(alarm.tenant, target.value, alarm.zone, now_ms)
+                coverage = self.directory.coverage(alarm.tenant, target.value, alarm.zone, now_ms)
+                if coverage.short:  # fewer than the roster's minimum: not on every step
+                    self.metrics.coverage_short.labels(target.value).inc()
                     entries.append(
                         Entry(
                             now_ms,
                             "roster_warning",
                             "system",
-                            {"role": target.value, "zone": alarm.zone, "on_duty": len(found)},
+                            {
+                                "role": target.value,
+                                "zone": alarm.zone,
+                                "on_duty": coverage.on_duty,
+                                "minimum": coverage.minimum,
+                            },
                         )
                     )
                 people.update({s.staff_id: target.value for s in found})
             elif target.kind == TargetKind.STAFF:
                 people[target.value] = "named"
-        if Channel.MQTT in step.channels:
+        if Channel.HANDSET in step.channels:
             for staff_id in people:
+                page_id = f"{alarm.id}.{action.step + 1}.{action.round}.{staff_id}"
+                pages.append(Page(page_id, staff_id, action.step, action.round, now_ms))
                 pipe.xadd(
                     self.keys.outbox(),
                     {
@@ -357,6 +462,8 @@ class AlarmDesk:
                                 "home_id": alarm.home_id,
                                 "step": action.step + 1,
                                 "ts_ms": now_ms,
+                                "page_id": page_id,
+                                "reply_topic": replies_topic(alarm.tenant, staff_id),
                             }
                         ),
                     },
@@ -366,7 +473,7 @@ class AlarmDesk:
                 )
                 # NX: the first page decides the order of a nurse's list; repeats do not move it.
                 pipe.zadd(self.keys.staff_alarms(alarm.tenant, staff_id), {alarm.id: now_ms}, nx=True)
-        return entries
+        return entries, pages
 
     def _count(self, alarm: Alarm, previous: Alarm | None, actions: list[Any]) -> None:
         if previous is None:

@@ -19,19 +19,23 @@ from responsecentre.escalation.runner import Escalation, Exhausted, Notify, Stop
 
 class AlarmState(StrEnum):
     RAISED = "raised"  # waiting for someone to take it
-    ACKNOWLEDGED = "acknowledged"  # a person has taken it; the chain has stopped
+    ACKNOWLEDGED = "acknowledged"  # a person has taken it (an operator's ack, a nurse's accept); the chain has stopped
+    EN_ROUTE = "en_route"  # the nurse who accepted is on the way
     ON_SITE = "on_site"  # a nurse is with the resident
     RESOLVED = "resolved"  # closed with a closing code
     CANCELLED = "cancelled"  # closed because the cause went away (e.g. the resident cancelled)
 
 
-OPEN_STATES = frozenset({AlarmState.RAISED, AlarmState.ACKNOWLEDGED, AlarmState.ON_SITE})
+OPEN_STATES = frozenset({AlarmState.RAISED, AlarmState.ACKNOWLEDGED, AlarmState.EN_ROUTE, AlarmState.ON_SITE})
 
 _ALLOWED: dict[AlarmState, frozenset[AlarmState]] = {
     AlarmState.RAISED: frozenset(
         {AlarmState.ACKNOWLEDGED, AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}
     ),
-    AlarmState.ACKNOWLEDGED: frozenset({AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}),
+    AlarmState.ACKNOWLEDGED: frozenset(
+        {AlarmState.EN_ROUTE, AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}
+    ),
+    AlarmState.EN_ROUTE: frozenset({AlarmState.ON_SITE, AlarmState.RESOLVED, AlarmState.CANCELLED}),
     AlarmState.ON_SITE: frozenset({AlarmState.RESOLVED, AlarmState.CANCELLED}),
     AlarmState.RESOLVED: frozenset(),
     AlarmState.CANCELLED: frozenset(),
@@ -93,6 +97,42 @@ class Trigger(msgspec.Struct, frozen=True):
     action: str = "raise"
 
 
+class Answer(StrEnum):
+    """What a paged person says back, over the handset's reply topic or the API alike."""
+
+    ACCEPT = "accept"  # I take it: the chain stops, the alarm is mine
+    DECLINE = "decline"  # not me: the chain moves on at once
+    EN_ROUTE = "en_route"  # on my way (only the person who accepted)
+    ON_SITE = "on_site"  # with the resident (only the person who accepted)
+    RESOLVE = "resolve"  # done, with a closing code and a note (only the person who accepted)
+
+
+class Page(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One page to one person, kept on the alarm so a reply can be checked against it:
+    only the paged person, only once, only while its step is live."""
+
+    page_id: str
+    staff_id: str
+    step: int  # 0-based step index of the chain, as the runner counts
+    round: int
+    ts_ms: int
+    turn: int = 0  # the position within a round-robin step
+    dispatched: bool = False  # an operator's dispatch, outside the chain
+    answer: Answer | None = None  # accept or decline, once
+    answered_ms: int | None = None
+
+
+class ReplyRejected(TransitionError):
+    """A reply the alarm cannot take, with a reason a nurse can read on her handset.
+    `code` is stable for machines (not_paged, already_answered,
+    already_taken, not_live, not_yours, closed, bad_state)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
 class Alarm(msgspec.Struct, frozen=True):
     id: str
     tenant: str
@@ -112,6 +152,10 @@ class Alarm(msgspec.Struct, frozen=True):
     closed_ms: int | None = None
     closed_by: str | None = None
     closing_code: str | None = None
+    accepted_by: str | None = None  # the staff id of the nurse who accepted (she may read the key safe)
+    en_route_ms: int | None = None
+    on_site_ms: int | None = None
+    pages: tuple[Page, ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -291,3 +335,171 @@ def add_note(alarm: Alarm, by: str, text: str, now_ms: int) -> tuple[Alarm, list
 def queue_key(alarm: Alarm) -> tuple[int, int, int]:
     """The console's order: UNHANDLED first, then priority, then longest waiting."""
     return (0 if alarm.unhandled else 1, PRIORITY_RANK.get(alarm.priority, 9), alarm.raised_ms)
+
+
+# -- the paged person's answers ------------------------------------------------------------
+
+
+def record_pages(alarm: Alarm, pages: list[Page]) -> Alarm:
+    """Keep the pages just sent on the alarm, so replies can be checked against them."""
+    return msgspec.structs.replace(alarm, pages=alarm.pages + tuple(pages)) if pages else alarm
+
+
+def _page_for(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
+    """The page a reply answers: the one it quotes, else the person's latest."""
+    mine = [p for p in alarm.pages if p.staff_id == staff_id]
+    if page_id is not None:
+        mine = [p for p in mine if p.page_id == page_id]
+    if not mine:
+        quoted = f" with page {page_id[:64]!r}" if page_id is not None else ""
+        raise ReplyRejected("not_paged", f"{staff_id} was not paged{quoted} for alarm {alarm.id}")
+    return mine[-1]
+
+
+def page_is_live(alarm: Alarm, page: Page) -> bool:
+    """A page may be answered while its step is the chain's running position (an
+    operator's dispatch: until it is answered). Once the chain is exhausted (UNHANDLED)
+    every page stays answerable: an alarm nobody took must never turn a taker away."""
+    if not alarm.is_open:
+        return False
+    if page.dispatched:
+        return True
+    escalation = alarm.escalation
+    if escalation.exhausted:
+        return True
+    if escalation.stopped:
+        return False
+    turn = getattr(escalation, "turn", 0)
+    return (page.step, page.round, page.turn) == (escalation.step, escalation.round, turn)
+
+
+def _answerable(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
+    if not alarm.is_open:
+        raise ReplyRejected("closed", f"alarm {alarm.id} is already {alarm.state}")
+    page = _page_for(alarm, staff_id, page_id)
+    if page.answer is not None:
+        raise ReplyRejected("already_answered", f"page {page.page_id} was already answered: {page.answer}")
+    if alarm.state != AlarmState.RAISED:
+        taker = alarm.acknowledged_by or "someone"
+        raise ReplyRejected("already_taken", f"alarm {alarm.id} was already taken by {taker}")
+    if not page_is_live(alarm, page):
+        raise ReplyRejected(
+            "not_live", f"step {page.step + 1} of alarm {alarm.id} is no longer running; answer your latest page"
+        )
+    return page
+
+
+def _answered(alarm: Alarm, page: Page, answer: Answer, now_ms: int) -> tuple[Page, ...]:
+    done = msgspec.structs.replace(page, answer=answer, answered_ms=now_ms)
+    return tuple(done if p is page else p for p in alarm.pages)
+
+
+def accept(
+    alarm: Alarm, staff_id: str, by: str, page_id: str | None, now_ms: int, via: str = "http"
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """The paged nurse takes the alarm: it is hers (she may now read the key safe), and
+    the chain stops as on an operator's ack."""
+    page = _answerable(alarm, staff_id, page_id)
+    escalation, actions = advance(alarm.escalation, Stop("accepted"), now_ms)
+    new = msgspec.structs.replace(
+        alarm,
+        state=AlarmState.ACKNOWLEDGED,
+        escalation=escalation,
+        acknowledged_ms=now_ms,
+        acknowledged_by=by,
+        accepted_by=staff_id,
+        updated_ms=now_ms,
+        pages=_answered(alarm, page, Answer.ACCEPT, now_ms),
+    )
+    detail = {
+        "staff": staff_id,
+        "page": page.page_id,
+        "step": page.step + 1,
+        "via": via,
+        "waited_s": (now_ms - alarm.raised_ms) / 1000,
+    }
+    if page.dispatched:
+        detail["dispatched"] = True
+    return new, [Entry(now_ms, "accepted", by, detail)], actions
+
+
+def decline(
+    alarm: Alarm, staff_id: str, by: str, page_id: str | None, now_ms: int, via: str = "http"
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """The paged nurse cannot take it. Recorded on her page; the chain moves on at once
+    when the runner says so (round robin: the next person; all at once: when everyone
+    paged in the step has declined)."""
+    page = _answerable(alarm, staff_id, page_id)
+    alarm = msgspec.structs.replace(alarm, pages=_answered(alarm, page, Answer.DECLINE, now_ms), updated_ms=now_ms)
+    entries = [
+        Entry(now_ms, "declined", by, {"staff": staff_id, "page": page.page_id, "step": page.step + 1, "via": via})
+    ]
+    actions: list[Any] = []
+    if not page.dispatched:
+        escalation, actions = advance(alarm.escalation, _decline_event(alarm, page), now_ms)
+        if actions:
+            alarm = msgspec.structs.replace(alarm, escalation=escalation)
+            alarm, more = _escalation_entries(alarm, actions, now_ms)
+            entries += more
+    return alarm, entries, actions
+
+
+def _decline_event(alarm: Alarm, page: Page) -> Any:
+    from responsecentre.escalation.runner import Decline
+
+    declined = frozenset(p.staff_id for p in alarm.pages if _same_position(p, page) and p.answer == Answer.DECLINE)
+    paged = frozenset(p.staff_id for p in alarm.pages if _same_position(p, page) and not p.dispatched)
+    return Decline(page.staff_id, page.step, page.round, page.turn, everyone=declined >= paged)
+
+
+def _same_position(a: Page, b: Page) -> bool:
+    return (a.step, a.round, a.turn) == (b.step, b.round, b.turn)
+
+
+def _mine(alarm: Alarm, staff_id: str | None) -> None:
+    """En route, on site and resolve belong to the nurse who accepted; operators (no
+    staff id) may record them on her behalf."""
+    if not alarm.is_open:
+        raise ReplyRejected("closed", f"alarm {alarm.id} is already {alarm.state}")
+    if staff_id is not None and alarm.accepted_by != staff_id:
+        raise ReplyRejected("not_yours", f"alarm {alarm.id} was not accepted by {staff_id}; accept it first")
+
+
+def en_route(alarm: Alarm, staff_id: str | None, by: str, now_ms: int, via: str = "http") -> tuple[Alarm, list[Entry]]:
+    _mine(alarm, staff_id)
+    if alarm.state not in (AlarmState.ACKNOWLEDGED,):
+        raise ReplyRejected("bad_state", f"alarm {alarm.id} is {alarm.state}; en route follows an accept")
+    new = msgspec.structs.replace(alarm, state=AlarmState.EN_ROUTE, en_route_ms=now_ms, updated_ms=now_ms)
+    return new, [Entry(now_ms, "en_route", by, {"staff": staff_id, "via": via})]
+
+
+def on_site(alarm: Alarm, staff_id: str | None, by: str, now_ms: int, via: str = "http") -> tuple[Alarm, list[Entry]]:
+    _mine(alarm, staff_id)
+    if alarm.state not in (AlarmState.ACKNOWLEDGED, AlarmState.EN_ROUTE):
+        raise ReplyRejected("bad_state", f"alarm {alarm.id} is {alarm.state}; on site follows an accept")
+    new = msgspec.structs.replace(alarm, state=AlarmState.ON_SITE, on_site_ms=now_ms, updated_ms=now_ms)
+    detail: dict[str, Any] = {"staff": staff_id, "via": via}
+    if alarm.en_route_ms is not None:
+        detail["travel_s"] = (now_ms - alarm.en_route_ms) / 1000
+    return new, [Entry(now_ms, "on_site", by, detail)]
+
+
+def resolve_by(
+    alarm: Alarm, staff_id: str | None, by: str, code: str, note: str, now_ms: int, via: str = "http"
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """A resolve from a nurse (only the one who accepted) or an operator (staff_id None)."""
+    _mine(alarm, staff_id)
+    new, entries, actions = resolve(alarm, by, code, note, now_ms)
+    if via != "http":
+        entries = [Entry(e.ts_ms, e.what, e.by, {**e.detail, "via": via}) for e in entries]
+    return new, entries, actions
+
+
+def rejected_entry(staff_id: str, answer: str, rejection: ReplyRejected, now_ms: int, via: str) -> Entry:
+    """The timeline's record of a reply the alarm did not take, and why."""
+    return Entry(
+        now_ms,
+        "reply_rejected",
+        staff_id,
+        {"answer": answer, "code": rejection.code, "reason": rejection.reason, "via": via},
+    )

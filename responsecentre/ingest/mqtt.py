@@ -80,8 +80,10 @@ class BrokerLink:
         metrics: Metrics,
         queue_size: int = RECEIVE_MAXIMUM * 4,
         clock: Clock = system_clock,
+        subscription: str = DEVICES_SUBSCRIPTION,
     ) -> None:
         self.url = url
+        self.subscription = subscription  # ingest: devices/#; the reply desk: staff/+/replies
         self._clock = clock
         self.metrics = metrics
         self.session_expiry_s = session_expiry_s
@@ -121,8 +123,9 @@ class BrokerLink:
             log.warning("broker refused the connection: %s", reason)
             return
         self._generation += 1
-        client.subscribe([(DEVICES_SUBSCRIPTION, 1)])
-        self.metrics.mqtt_connected.set(1)
+        client.subscribe([(self.subscription, 1)])
+        if self.subscription == DEVICES_SUBSCRIPTION:  # the gauge is ingest's
+            self.metrics.mqtt_connected.set(1)
         self._loop.call_soon_threadsafe(self.connected.set)
         log.info(
             "connected to mqtt://%s:%s (session present: %s)",
@@ -134,7 +137,8 @@ class BrokerLink:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
     ) -> None:
-        self.metrics.mqtt_connected.set(0)
+        if self.subscription == DEVICES_SUBSCRIPTION:
+            self.metrics.mqtt_connected.set(0)
         self._loop.call_soon_threadsafe(self.connected.clear)
         self._loop.call_soon_threadsafe(self.subscribed.clear)
         log.warning("disconnected from the broker (%s); paho reconnects", reason)

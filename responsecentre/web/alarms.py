@@ -9,16 +9,17 @@ An alarm the user may not see (another tenant's; for a nurse, one not paged to h
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from responsecentre.alarms.desk import AlarmNotFound
-from responsecentre.alarms.model import CLOSING_CODES, Alarm, TransitionError
+from responsecentre.alarms.model import CLOSING_CODES, Alarm, Answer, TransitionError
 from responsecentre.alarms.view import alarm_view, entry_view
 from responsecentre.web import scope
-from responsecentre.web.auth import ACTORS, ALL_ROLES, Principal, require
+from responsecentre.web.auth import ACTORS, ALL_ROLES, Principal, Role, require
 from responsecentre.web.context import AppContext, audit, context
 from responsecentre.web.models import (
     BODY_ERRORS,
@@ -29,6 +30,8 @@ from responsecentre.web.models import (
     AlarmView,
     ClosingCodes,
     NoteBody,
+    PageAnswerBody,
+    ResidentView,
     ResolveBody,
     problem,
 )
@@ -101,8 +104,12 @@ async def ack_alarm(
     who: Annotated[Principal, Depends(require(*ACTORS))],
     body: AckBody | None = None,
 ) -> dict[str, Any]:
-    """Take the alarm: stops its alert chain. 409 if it is already acknowledged or closed."""
-    result = await act(ctx, who, alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, ctx.clock()))
+    """Take the alarm: stops its alert chain. 409 if it is already acknowledged or closed.
+    A nurse's ack is her accept of the page she got (see /accept)."""
+    if who.role == Role.NURSE:
+        result = await act(ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.ACCEPT))
+    else:
+        result = await act(ctx, who, alarm_id, lambda: ctx.desk.acknowledge(alarm_id, who.username, ctx.clock()))
     if body is not None and body.note:
         result = await act(ctx, who, alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.note, ctx.clock()))
     await audit(ctx, who, "ack", alarm=alarm_id)
@@ -117,10 +124,104 @@ async def resolve_alarm(
     409 if it is already closed."""
     code = str(body.code)
     result = await act(
-        ctx, who, alarm_id, lambda: ctx.desk.resolve(alarm_id, who.username, code, body.note, ctx.clock())
+        ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.RESOLVE, code=code, note=body.note)
     )
     await audit(ctx, who, "resolve", alarm=alarm_id, code=code)
     return result
+
+
+def _staff_id(who: Principal) -> str | None:
+    """A nurse answers as herself (her staff id); operators and admins on her behalf."""
+    if who.role != Role.NURSE:
+        return None
+    if who.staff_id is None:
+        raise HTTPException(409, f"user {who.username} has no staff id, so no page can be hers")
+    return who.staff_id
+
+
+async def _answer(
+    ctx: AppContext,
+    who: Principal,
+    alarm_id: str,
+    answer: Answer,
+    page_id: str | None = None,
+    code: str = "",
+    note: str = "",
+) -> Alarm:
+    return await ctx.desk.answer(
+        alarm_id, _staff_id(who), who.username, answer, ctx.clock(), page_id=page_id, code=code, note=note
+    )
+
+
+@router.post("/alarms/{alarm_id}/accept", response_model=AlarmView, responses=ACTION_ERRORS)
+async def accept_alarm(
+    alarm_id: str,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require(Role.NURSE))],
+    body: PageAnswerBody | None = None,
+) -> dict[str, Any]:
+    """A paged nurse takes the alarm: the chain stops and she may read the key safe. 409
+    when she was not paged, has answered this page already, or its step is over."""
+    page_id = body.page_id if body is not None else None
+    result = await act(ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.ACCEPT, page_id))
+    await audit(ctx, who, "accept", alarm=alarm_id)
+    return result
+
+
+@router.post("/alarms/{alarm_id}/decline", response_model=AlarmView, responses=ACTION_ERRORS)
+async def decline_alarm(
+    alarm_id: str,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require(Role.NURSE))],
+    body: PageAnswerBody | None = None,
+) -> dict[str, Any]:
+    """A paged nurse cannot take it: the chain moves on at once (the next person in a
+    round robin; the next step once everyone paged in this one has declined)."""
+    page_id = body.page_id if body is not None else None
+    result = await act(ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.DECLINE, page_id))
+    await audit(ctx, who, "decline", alarm=alarm_id)
+    return result
+
+
+@router.post("/alarms/{alarm_id}/en-route", response_model=AlarmView, responses=ACTION_ERRORS)
+async def en_route_alarm(
+    alarm_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
+) -> dict[str, Any]:
+    """The nurse who accepted is on her way (an operator may record it for her)."""
+    result = await act(ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.EN_ROUTE))
+    await audit(ctx, who, "en_route", alarm=alarm_id)
+    return result
+
+
+@router.post("/alarms/{alarm_id}/on-site", response_model=AlarmView, responses=ACTION_ERRORS)
+async def on_site_alarm(
+    alarm_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
+) -> dict[str, Any]:
+    """The nurse who accepted is with the resident (an operator may record it for her)."""
+    result = await act(ctx, who, alarm_id, lambda: _answer(ctx, who, alarm_id, Answer.ON_SITE))
+    await audit(ctx, who, "on_site", alarm=alarm_id)
+    return result
+
+
+@router.get(
+    "/alarms/{alarm_id}/resident",
+    response_model=ResidentView,
+    responses={**PROTECTED, **NOT_FOUND, 409: problem("A nurse reads the resident only after accepting the alarm")},
+)
+async def alarm_resident(
+    alarm_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(*ACTORS))]
+) -> dict[str, Any]:
+    """The resident of the alarm's home with the key-safe code and care notes: for
+    operators, admins, and the nurse who accepted this alarm while it is open. Health
+    data: every read is audited."""
+    alarm = await visible_alarm(ctx, who, alarm_id)
+    if who.role == Role.NURSE and (alarm.accepted_by is None or alarm.accepted_by != who.staff_id or not alarm.is_open):
+        raise HTTPException(409, "only the nurse who accepted this open alarm may read its resident; accept it first")
+    home = ctx.directory.home(alarm.tenant, alarm.home_id)
+    if home is None:
+        raise not_found(alarm_id)
+    await audit(ctx, who, "view_resident", tenant=alarm.tenant, home=alarm.home_id, alarm=alarm_id)
+    return dataclasses.asdict(home.resident)
 
 
 @router.post("/alarms/{alarm_id}/note", response_model=AlarmView, responses=ACTION_ERRORS)

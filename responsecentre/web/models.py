@@ -32,6 +32,12 @@ class ResolveBody(BaseModel):
     note: str = Field(default="", max_length=MAX_TEXT)
 
 
+class PageAnswerBody(BaseModel):
+    page_id: str | None = Field(
+        default=None, max_length=200, description="the page answered (from the page body); default: your latest"
+    )
+
+
 class NoteBody(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
 
@@ -76,6 +82,9 @@ class AlarmView(BaseModel):
     updated_at: str
     acknowledged_at: str | None
     acknowledged_by: str | None
+    accepted_by: str | None = Field(default=None, description="staff id of the nurse who accepted")
+    en_route_at: str | None = None
+    on_site_at: str | None = None
     closed_at: str | None
     closed_by: str | None
     closing_code: str | None

@@ -94,6 +94,7 @@
       state: {
         raised: "Raised",
         acknowledged: "Acknowledged",
+        en_route: "En route",
         on_site: "On site",
         resolved: "Resolved",
         cancelled: "Cancelled"
@@ -132,7 +133,11 @@
         notified: "Notified",
         escalated: "Escalated",
         acknowledged: "Acknowledged",
+        accepted: "Accepted",
+        declined: "Declined",
+        en_route: "En route",
         on_site: "On site",
+        reply_rejected: "Reply rejected",
         resolved: "Resolved",
         cancelled: "Cancelled",
         unhandled: "UNHANDLED — alert chain exhausted",
