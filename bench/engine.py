@@ -337,6 +337,10 @@ def main() -> None:
         ),
         (f"reload, one rule changed ({kept} rules keep their state)", f"{statistics.median(reload_ms):.1f} ms"),
         ("engine state per device", f"{state / args.devices:.1f} bytes ({state:,} total)"),
+        *(
+            (f"  of which {part}", f"{nbytes / args.devices:.1f} bytes per device")
+            for part, nbytes in engine.state_parts.items()
+        ),
         ("  + device -> home map", f"{engine.n_devices * 4 / args.devices:.1f} bytes"),
         ("snapshot after the stream", f"{snapshot_bytes / 1e6:.2f} MB"),
         ("compile, cold cache (Engine())", f"{cold:.2f} s"),

@@ -6,21 +6,24 @@ no bounds checks), and copies results out of the reused buffer. It does no I/O a
 reads the clock for its decisions: time comes in as event `ts` and as `now_ms` of `sweep`
 (only a reload's report says how long it took).
 
-State (tables.Layout says where each rule's block is; each slot's fields are one row, so
-that a rule's work on an event touches one cache line): each not-followed rule owns one
-slot per device (scope device) or per home (scope home), (due, origin), int64 each: 16
-bytes per slot. Each hysteresis rule owns one byte per device (raised or not), each rule
-with a resident's cancel one int64 per device (its last trigger, NO_LAST if none or
-already cancelled). The supervise rule owns per device (last seen, its event's seq, iv),
-int64 each, where iv is the device's interval from the shell (0: unsupervised), negated
-while the device is offline. Each count rule owns an int32 per device or home pointing to
-its ring in a shared pool, claimed on the first counted event (1 + n int64): most devices
-never send most counted types. Each inactivity rule owns per home (last activity, its
-seq, the cached deadline), int64 each. Match and threshold rules without a cancel own
-nothing. Per home the engine also keeps its profile (int32) and time zone (int16)
-(homes.py). All per-entity state is carved out of one allocation (`_Arena`): large
-allocations get transparent huge pages, and the process kernel prefetches the slots an
-event will touch a few events ahead (`_plan`), since it is bound by memory latency.
+State (tables.Layout says where each rule's fields are): per-entity state lives in two
+tables of fixed-width records, one row per device and one per home, each row holding the
+fields of every rule that keeps state for that entity; the process kernel is bound by
+memory latency, and an event then touches about one cache line of its device and one of
+its home instead of one per rule. A supervise rule keeps per device (last seen, its
+event's seq, iv), int64 each, where iv is the device's interval from the shell (0:
+unsupervised), negated while the device is offline; an inactivity rule per home (last
+activity, its seq, the cached deadline), int64 each; a not-followed rule of home scope per
+home (due, origin), int64 each; a hysteresis rule one byte per device (raised or not); a
+rule with a resident's cancel one int64 per device (its last trigger, NO_LAST if none or
+already cancelled). Count rules and not-followed rules of device scope keep an int32 per
+device or home pointing into a shared pool, claimed on first use (a ring of 1 + n int64,
+or a (due, origin) pair): most devices never send most counted or deadline-arming types.
+Match and threshold rules without a cancel keep nothing. Per home the engine also keeps
+its profile (int32) and time zone (int16) (homes.py). The records are carved out of one
+allocation (`_Store`): large allocations get transparent huge pages, and the process
+kernel prefetches the records and pool entries an event will touch a few events ahead
+(`_plan`).
 
 State is keyed by rule (homes.rule_keys: name and meaning in every home), so `reload`
 swaps the pack keeping the state of every rule that still means the same, and `restore`
@@ -33,6 +36,7 @@ several engines (e.g. one per shard) can run on several cores.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 
 import numpy as np
 
@@ -85,15 +89,10 @@ from responsecentre.engine.tables import (
     supervision_start,
 )
 
-# kernels.py's `state`: (nf, hy, ca, su, co, ia), each a tuple of arrays.
-State = tuple[tuple[np.ndarray, ...], ...]
-
 __all__ = ["Engine", "ReloadReport"]
 
-# (group, index in the state tuple, index of its per-entity array) of the state that a
-# reload or resize copies block by block. The count group's pool is handled on its own.
-_GROUPS = (("nf", 0, 2), ("hy", 1, 1), ("ca", 2, 1), ("su", 3, 1), ("ia", 5, 1))
-_CO = 4
+# The kernels' views of a record table: int64, int32 and int8 columns, by field width.
+_VIEW = {8: 0, 4: 1, 1: 2}
 
 
 def _home_count(device_home: np.ndarray, at_least: int = 0) -> int:
@@ -104,6 +103,58 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
     return view
+
+
+class _Store:
+    """The engine's mutable state: the device and home record tables (each as its int64,
+    int32 and int8 views), the pool of count rings and pooled deadlines, the pool's first
+    free entry (`top`), and the supervision and inactivity bounds (`bound`).
+
+    Both tables are carved out of one allocation, each starting on a cache line. Large
+    allocations get transparent huge pages (numpy advises them), and the kernels' random
+    accesses over megabytes of state then miss the TLB far less (under virtualisation a
+    miss costs a nested walk).
+    """
+
+    def __init__(self, lay: Layout, n_devices: int, n_homes: int, pool_size: int) -> None:
+        sizes = (n_devices * lay.dev_width, n_homes * lay.home_width)
+        starts = (0, -(-sizes[0] // 64) * 64)
+        self.buffer = np.empty(starts[1] + sizes[1] + 64, np.uint8)
+        self.buffer[:] = 0
+        skip = -self.buffer.ctypes.data % 64
+        self.tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        shapes = ((n_devices, lay.dev_width), (n_homes, lay.home_width))
+        for start, size, (rows, width) in zip(starts, sizes, shapes, strict=True):
+            raw = self.buffer[skip + start : skip + start + size]
+            self.tables.append(tuple(raw.view(t).reshape(rows, width // np.dtype(t).itemsize) for t in _TYPES))
+        self.pool = np.zeros(pool_size, np.int64)
+        self.top = np.zeros(1, np.int64)
+        self.bound = np.full(2, NO_DUE, np.int64)
+
+    @property
+    def dev(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.tables[0]
+
+    @property
+    def home(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.tables[1]
+
+    def field(self, lay: Layout, r: int, k: int = 0) -> np.ndarray:
+        """Field k of rule r across its table's rows (a column view)."""
+        table = self.tables[1 if lay.home[r] else 0]
+        return table[_VIEW[int(lay.width[r])]][:, int(lay.col[r]) + k]
+
+    def cancel(self, lay: Layout, r: int) -> np.ndarray:
+        """Rule r's cancel window per device (a column view)."""
+        return self.dev[0][:, int(lay.ca_col[r])]
+
+    @property
+    def nbytes(self) -> tuple[int, int, int]:
+        """Bytes of (device records, home records, pool)."""
+        return int(self.dev[2].nbytes), int(self.home[2].nbytes), int(self.pool.nbytes)
+
+
+_TYPES = (np.int64, np.int32, np.int8)
 
 
 class Engine:
@@ -130,6 +181,7 @@ class Engine:
         interval = check_intervals(supervision_ms, owned.shape[0])
         homes = default_home_params(pack, n_homes) if homes is None else homes
         self._out = Triggers.allocate(0)
+        self._n_homes = 0
         self._install(pack, homes, owned, interval, carry=False)
         self._warm()
 
@@ -162,20 +214,33 @@ class Engine:
         return self._n_homes
 
     @property
-    def state_nbytes(self) -> int:
-        """Bytes of engine state (slots, flags, cancel windows, supervision, count rings,
-        inactivity, per-home profile and zone), for capacity planning."""
-        total = sum(int(array.nbytes) for group in self._state for array in group)
+    def state_parts(self) -> dict[str, int]:
+        """Bytes of engine state by part, for capacity planning: the device and home
+        records, the pool (count rings, pooled deadlines), each home's profile and zone,
+        and the supervision intervals if no rule keeps them."""
+        dev, home, pool = self._store.nbytes
+        parts = {
+            "device records": dev,
+            "home records": home,
+            "pool": pool,
+            "home profile and zone": int(self._hargs[1].nbytes) + int(self._hargs[2].nbytes),
+        }
         if self._interval_store is not None:
-            total += int(self._interval_store.nbytes)
-        return total + int(self._hargs[1].nbytes) + int(self._hargs[2].nbytes)
+            parts["supervision intervals"] = int(self._interval_store.nbytes)
+        return parts
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of engine state (records, pool, per-home profile and zone), for capacity
+        planning."""
+        return sum(self.state_parts.values())
 
     @property
     def supervision_ms(self) -> np.ndarray:
         """The supervision interval per device (read-only; 0: not supervised)."""
         if self._interval_store is not None:
             return self._interval_store
-        iv = self._sup_rows()[:, 2]
+        iv = self._sup_field(2)
         interval = np.where(iv == OFFLINE_UNSUPERVISED, 0, np.abs(iv))
         interval.flags.writeable = False
         return interval
@@ -186,10 +251,14 @@ class Engine:
         need = columns[0].shape[0] * self._tables.max_rules_per_type
         if len(self._out) < need:
             self._out = Triggers.allocate(max(need, 2 * len(self._out)))
-        if self._max_need:
-            self._reserve(columns[0])
-        n = process_batch(self._targs, self._pargs, self._state, self._hargs, columns, self._out.columns(), self._plan)
-        return self._out.head(n)
+        at, n = 0, 0
+        while True:
+            at, n = process_batch(
+                self._targs, self._pargs, self._sargs, self._hargs, columns, self._out.columns(), self._plan, at, n
+            )
+            if at == len(columns[0]):
+                return self._out.head(n)
+            self._grow(int(self._layout.need[columns[0][at:]].sum()))
 
     def sweep(self, now_ms: int) -> Triggers:
         """Fire every pending deadline with due <= now_ms, raise every supervised device
@@ -199,8 +268,11 @@ class Engine:
         start = supervision_start(now)
         # Sized exactly by a counting pass rather than one row per slot: the count is
         # fast, and no per-slot buffer has to live in memory.
-        out = Triggers.allocate(sweep_count(self._targs, self._pargs, self._state, self._hargs, now, start))
-        n = sweep_due(self._targs, self._pargs, self._state, self._hargs, now, start, out.columns())
+        per_rule = np.zeros(self._tables.n_rules, np.int64)
+        total = sweep_count(self._targs, self._pargs, self._sargs, self._hargs, now, start, per_rule)
+        out = Triggers.allocate(int(total))
+        cursor = np.concatenate([[0], np.cumsum(per_rule)[:-1]]).astype(np.int64)
+        n = sweep_due(self._targs, self._pargs, self._sargs, self._hargs, now, start, out.columns(), cursor)
         assert n == len(out), "sweep kernel and its count disagree"
         return out
 
@@ -208,23 +280,21 @@ class Engine:
         """When the shell should sweep next (epoch ms), or None: the earliest pending
         deadline, or the supervision or inactivity bound if earlier (docs/rules.md:
         exact after a sweep or a restore, possibly early after events, never late)."""
-        due = self._state[0][2][:, 0]
-        earliest = int(due.min()) if due.shape[0] else NO_DUE
-        earliest = min(earliest, int(self._state[3][2][0]), int(self._state[5][2][0]))
+        earliest = int(self._store.bound.min())
+        for r in np.flatnonzero(self._tables.kind == KIND_NOT_FOLLOWED).tolist():
+            due = self._slots(r)[1]
+            if due.shape[0]:
+                earliest = min(earliest, int(due.min()))
         return None if earliest == NO_DUE else earliest
 
     def pending(self) -> dict[tuple[int, int], tuple[int, int]]:
         """{(rule, entity): (due, origin)} of every pending deadline, for tests and tools."""
-        offset, count, slot = self._state[0]
-        slots = np.flatnonzero(slot[:, 0] != NO_DUE)
-        rule = np.searchsorted(offset + count, slots, side="right")
-        entity = slots - offset[rule]
-        return {
-            (r, e): (d, o)
-            for r, e, d, o in zip(
-                rule.tolist(), entity.tolist(), slot[slots, 0].tolist(), slot[slots, 1].tolist(), strict=True
-            )
-        }
+        found: dict[tuple[int, int], tuple[int, int]] = {}
+        for r in np.flatnonzero(self._tables.kind == KIND_NOT_FOLLOWED).tolist():
+            entity, due, origin = self._slots(r)
+            for e, d, o in zip(entity.tolist(), due.tolist(), origin.tolist(), strict=True):
+                found[(r, e)] = (d, o)
+        return found
 
     def snapshot(self) -> bytes:
         """All state, keyed by the rules' keys (format: snapshot.py)."""
@@ -238,8 +308,7 @@ class Engine:
         started = time.perf_counter()
         saved = decode_snapshot(blob)
         mapped, names = map_snapshot(saved, self._keys, self._tables, self._homes, self._device_home, self._n_homes)
-        self._state = self._scatter(mapped)
-        self._plan = _plan(self._tables, self._layout, self._state)
+        self._set_store(self._scatter(mapped))
         self._recompute_next()
         return report(names, time.perf_counter() - started)
 
@@ -297,90 +366,112 @@ class Engine:
         homes = check_home_params(homes, pack, n_homes)
         tables = compile_tables(pack, homes.profiles)
         keys = rule_keys(pack, homes)
-        lay = layout(tables, device_home.shape[0], n_homes)
-        state = _fresh(lay, interval, 0)
+        lay = layout(tables)
         if carry:
             source, names = classify(self._keys, keys)
-            state = self._carry(source, tables, lay, state, interval)
+            store = self._carry(source, tables, lay, device_home.shape[0], n_homes, interval)
         else:
+            store = _fresh(tables, lay, device_home.shape[0], n_homes, interval, 0)
             names = ((), (), tuple(name for name, _ in keys), ())
         self._pack, self._homes, self._tables, self._keys, self._layout = pack, homes, tables, keys, lay
         self._targs, self._pargs = tables.kernel_args()
         self._device_home, self._n_homes = device_home, n_homes
         self._interval_store = None if (tables.kind == KIND_SUPERVISION).any() else interval
         self._hargs = (device_home, homes.profile, homes.timezone, *homes.zones.args())
-        self._max_need = int(tables.count_need.max(initial=0))
-        self._state = state
-        self._plan = _plan(tables, lay, state)
+        kind = tables.kind
+        in_sweep = (kind == KIND_SUPERVISION) | (kind == KIND_INACTIVE) | (kind == KIND_NOT_FOLLOWED)
+        self._sweep_rules = tuple(
+            _readonly(np.flatnonzero(in_sweep & (lay.home == home)).astype(np.int64)) for home in (False, True)
+        )
+        self._plan = _plan(tables, lay)
+        self._set_store(store)
         self._recompute_next()
         return names
 
-    def _carry(self, source: np.ndarray, tables: Tables, lay: Layout, state: State, interval: np.ndarray) -> State:
-        """Copy each kept rule's blocks from the current state into `state` (numpy block
-        copies; a block only grows, at its end, when devices or homes were added)."""
-        old, old_lay = self._state, self._layout
+    def _set_store(self, store: _Store) -> None:
+        """Swap in a store and rebuild the kernels' `state` tuple of it."""
+        self._store = store
+        lay = self._layout
+        self._sargs = (lay.col, lay.ca_col, lay.pooled, *self._sweep_rules, *store.dev, *store.home)
+        self._sargs += (store.pool, store.top, store.bound)
+
+    def _carry(
+        self, source: np.ndarray, tables: Tables, lay: Layout, n_devices: int, n_homes: int, interval: np.ndarray
+    ) -> _Store:
+        """A fresh store for the new layout holding each kept rule's state from the current
+        one (numpy column copies; a table only grows, at its end, when devices or homes
+        were added). Pooled entries are gathered into a fresh, compact pool."""
+        old, old_lay, old_tables = self._store, self._layout, self._tables
         kept = [(new, int(src)) for new, src in enumerate(source.tolist()) if src >= 0]
-        for name, g, column in _GROUPS:
-            old_offset, old_count = old_lay.group(name)
-            new_offset, new_count = lay.group(name)
-            for new, src in kept:
-                size = int(old_count[src])
-                if size == 0:
-                    continue
-                assert size <= new_count[new], "a kept rule's block shrank"
-                a, b = int(old_offset[src]), int(new_offset[new])
-                state[g][column][b : b + size] = old[g][column][a : a + size]
-                if name == "su":  # the intervals are the new ones; offline stays offline
-                    rows = state[g][column][b : b + size]
-                    rows[:, 2] = _iv(interval[:size], old[g][column][a : a + size, 2] < 0)
-        # Count rings: gather each kept rule's rings into a fresh, compact pool.
-        old_co, old_cap = old[_CO], self._tables.ring_cap
-        pieces: list[tuple[np.ndarray, np.ndarray, int, int]] = []  # new ptr slots, old starts, width, chunk
+        # Pooled entries: gather each kept rule's claimed, non-idle entries.
+        pieces: list[tuple[int, np.ndarray, np.ndarray, int, int]] = []  # rule, entities, old starts, width, chunk
         total = 0
         for new, src in kept:
-            if tables.kind[new] != KIND_COUNT:
+            if not lay.pooled[new]:
                 continue
-            a, size = int(old_lay.co_offset[src]), int(old_lay.co_count[src])
-            ptr = old_co[1][a : a + size]
+            ptr = old.field(old_lay, src)
             used = np.flatnonzero(ptr != NO_RING)
-            chunk = 1 + int(tables.ring_cap[new])
-            width = min(chunk, 1 + int(old_cap[src]))
-            pieces.append((lay.co_offset[new] + used, ptr[used].astype(np.int64), width, chunk))
-            total += used.shape[0] * chunk
-        pool = np.zeros(total, np.int64)
-        ptr_new = state[_CO][1]
+            starts = ptr[used].astype(np.int64)
+            live = old.pool[starts] != (0 if tables.kind[new] == KIND_COUNT else NO_DUE)
+            chunk = int(lay.chunk[new])
+            width = min(chunk, int(old_lay.chunk[src]))
+            pieces.append((new, used[live], starts[live], width, chunk))
+            total += int(live.sum()) * chunk
+        store = _fresh(tables, lay, n_devices, n_homes, interval, total)
         at = 0
-        for slots, starts, width, chunk in pieces:
-            begin = at + np.arange(slots.shape[0], dtype=np.int64) * chunk
-            ptr_new[slots] = begin
+        for new, entities, starts, width, chunk in pieces:
+            begin = at + np.arange(entities.shape[0], dtype=np.int64) * chunk
+            store.field(lay, new)[entities] = begin
             offsets = np.arange(width, dtype=np.int64)
-            pool[(begin[:, None] + offsets).ravel()] = old_co[2][(starts[:, None] + offsets).ravel()]
-            at += slots.shape[0] * chunk
-        top = np.array([total], np.int64)
-        return (*state[:_CO], (state[_CO][0], ptr_new, pool, top), *state[_CO + 1 :])
+            store.pool[(begin[:, None] + offsets).ravel()] = old.pool[(starts[:, None] + offsets).ravel()]
+            at += entities.shape[0] * chunk
+        store.top[0] = total
+        # Record fields: column by column.
+        for new, src in kept:
+            if old_tables.cancel_mask[src] != 0:
+                column = old.cancel(old_lay, src)
+                store.cancel(lay, new)[: column.shape[0]] = column
+            if old_lay.col[src] < 0 or old_lay.pooled[src]:
+                continue
+            for k in range(int(old_lay.fields[src])):
+                column = old.field(old_lay, src, k)
+                store.field(lay, new, k)[: column.shape[0]] = column
+            if tables.kind[new] == KIND_SUPERVISION:  # the intervals are the new ones; offline stays offline
+                size = old.dev[0].shape[0]
+                iv = store.field(lay, new, 2)
+                iv[:size] = _iv(interval[:size], old.field(old_lay, src, 2) < 0)
+        return store
 
-    def _reserve(self, type_id: np.ndarray) -> None:
-        """Grow the count pool so that every ring this batch may claim fits (the kernel
-        cannot allocate). Cheap when there is room for the worst case."""
-        offset, ptr, pool, top = self._state[_CO]
-        used = int(top[0])
-        free = pool.shape[0] - used
-        if free >= type_id.shape[0] * self._max_need:
-            return
-        need = int(self._tables.count_need[type_id].sum())
-        if free >= need:
-            return
-        # A quarter more than needed: rings are claimed once per device or home, so the
+    def _grow(self, need: int) -> None:
+        """Grow the pool so that `need` more entries fit (the kernel cannot allocate; it
+        stops before an event that might not fit, and this runs between its calls)."""
+        store = self._store
+        used = int(store.top[0])
+        # A quarter more than needed: entries are claimed once per device or home, so the
         # pool settles, and slack is memory that every device pays for.
         grown = np.zeros(max(used + need, (used + need) * 5 // 4, 1024), np.int64)
-        grown[:used] = pool[:used]
-        self._state = (*self._state[:_CO], (offset, ptr, grown, top), *self._state[_CO + 1 :])
+        grown[:used] = store.pool[:used]
+        store.pool = grown
+        self._set_store(store)
 
-    def _sup_rows(self) -> np.ndarray:
-        """The supervise rule's rows (last, origin, iv) per device (a view)."""
+    def _sup_field(self, k: int) -> np.ndarray:
+        """Field k (0: last seen, 1: origin, 2: iv) of the supervise rule, per device."""
         rule = int(np.flatnonzero(self._tables.kind == KIND_SUPERVISION)[0])
-        start = int(self._layout.su_offset[rule])
-        return self._state[3][1][start : start + self.n_devices]
+        return self._store.field(self._layout, rule, k)
+
+    def _slots(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(entity, due, origin) of not-followed rule r's pending deadlines, by entity."""
+        store, lay = self._store, self._layout
+        if lay.pooled[r]:
+            ptr = store.field(lay, r)
+            claimed = np.flatnonzero(ptr != NO_RING)
+            at = ptr[claimed].astype(np.int64)
+            due = store.pool[at]
+            pending = due != NO_DUE
+            return claimed[pending], due[pending], store.pool[at[pending] + 1]
+        due = store.field(lay, r)
+        entity = np.flatnonzero(due != NO_DUE)
+        return entity, due[entity], store.field(lay, r, 1)[entity]
 
     def _home_of(self, rule: np.ndarray, entity: np.ndarray) -> np.ndarray:
         """The home of each (rule, entity): the entity itself for home-scoped rules."""
@@ -392,108 +483,152 @@ class Engine:
 
     def _sparse_state(self) -> SnapshotState:
         """The state as snapshot.py's sparse columns, in (rule, entity) order."""
-        nf, hy, ca, su, co, ia = self._state
-        lay, tables = self._layout, self._tables
+        store, lay, tables = self._store, self._layout, self._tables
+        kind = tables.kind
+        cols: dict[str, list[np.ndarray]] = {f.name: [] for f in fields(SnapshotState)}
 
-        def locate(name: str, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            offset, count = lay.group(name)
-            rule = np.searchsorted(offset + count, slots, side="right")
-            return rule, slots - offset[rule]
+        def add(**columns: np.ndarray) -> None:
+            for name, column in columns.items():
+                cols[name].append(np.asarray(column, np.int64))
 
-        slot, sup, quiet = nf[2], su[1], ia[1]
-        pending = np.flatnonzero(slot[:, 0] != NO_DUE)
-        raised = np.flatnonzero(hy[1])
-        last = np.flatnonzero(ca[1] != NO_LAST)
-        seen = np.flatnonzero((sup[:, 0] != NO_SEEN) | (sup[:, 2] < 0))
-        active = np.flatnonzero(quiet[:, 0] != NO_SEEN)
-        rings = np.flatnonzero(co[1] != NO_RING)
-        at = co[1][rings].astype(np.int64)
-        code = co[2][at]
-        holding = code != 0
-        rings, at, code = rings[holding], at[holding], code[holding]
-        count_rule, count_entity = locate("co", rings)
-        n = tables.count_n[self._homes.profile[self._home_of(count_rule, count_entity)], count_rule]
-        full = code >= n
-        held = np.where(full, n, code)
-        head = np.where(full, code - n, 0)
-        j = ranges(np.zeros(held.shape[0], np.int64), held)
-        position = (np.repeat(head, held) + j) % np.repeat(n, held)
-        count_ts = co[2][np.repeat(at, held) + 1 + position]
+        for r in range(tables.n_rules):
+            rule = np.int64(r)
+            if kind[r] == KIND_NOT_FOLLOWED:
+                entity, due, origin = self._slots(r)
+                add(rule=np.full(entity.shape[0], rule), entity=entity, due=due, origin=origin)
+            elif kind[r] == KIND_HYSTERESIS:
+                raised = np.flatnonzero(store.field(lay, r))
+                add(raised_rule=np.full(raised.shape[0], rule), raised_device=raised)
+            elif kind[r] == KIND_SUPERVISION:
+                last, origin, iv = (store.field(lay, r, k) for k in range(3))
+                seen = np.flatnonzero((last != NO_SEEN) | (iv < 0))
+                add(
+                    sup_rule=np.full(seen.shape[0], rule),
+                    sup_device=seen,
+                    sup_last=last[seen],
+                    sup_origin=origin[seen],
+                    sup_flag=iv[seen] < 0,
+                )
+            elif kind[r] == KIND_INACTIVE:
+                last, origin, code = (store.field(lay, r, k) for k in range(3))
+                active = np.flatnonzero(last != NO_SEEN)
+                add(
+                    ia_rule=np.full(active.shape[0], rule),
+                    ia_home=active,
+                    ia_last=last[active],
+                    ia_origin=origin[active],
+                    ia_fired=code[active] == NO_DUE,
+                )
+            elif kind[r] == KIND_COUNT:
+                ptr = store.field(lay, r)
+                rings = np.flatnonzero(ptr != NO_RING)
+                at = ptr[rings].astype(np.int64)
+                code = store.pool[at]
+                holding = code != 0
+                rings, at, code = rings[holding], at[holding], code[holding]
+                rules = np.full(rings.shape[0], rule)
+                n = tables.count_n[self._homes.profile[self._home_of(rules, rings)], r]
+                full = code >= n
+                held = np.where(full, n, code)
+                head = np.where(full, code - n, 0)
+                j = ranges(np.zeros(held.shape[0], np.int64), held)
+                position = (np.repeat(head, held) + j) % np.repeat(n, held)
+                add(
+                    count_rule=rules,
+                    count_entity=rings,
+                    count_held=held,
+                    count_ts=store.pool[np.repeat(at, held) + 1 + position],
+                )
+            if tables.cancel_mask[r] != 0:
+                last_ts = store.cancel(lay, r)
+                last = np.flatnonzero(last_ts != NO_LAST)
+                add(last_rule=np.full(last.shape[0], rule), last_device=last, last_ts=last_ts[last])
         return SnapshotState(
-            *locate("nf", pending),
-            slot[pending, 0],
-            slot[pending, 1],
-            *locate("hy", raised),
-            *locate("ca", last),
-            ca[1][last],
-            *locate("su", seen),
-            sup[seen, 0],
-            sup[seen, 1],
-            (sup[seen, 2] < 0).astype(np.int64),
-            count_rule,
-            count_entity,
-            held,
-            count_ts,
-            *locate("ia", active),
-            quiet[active, 0],
-            quiet[active, 1],
-            (quiet[active, 2] == NO_DUE).astype(np.int64),
+            **{name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in cols.items()}
         )
 
-    def _scatter(self, saved: SnapshotState) -> State:
-        """A fresh state holding `saved` (rules and entities in this engine's indices)."""
+    def _scatter(self, saved: SnapshotState) -> _Store:
+        """A fresh store holding `saved` (rules and entities in this engine's indices)."""
         lay, tables = self._layout, self._tables
+        kind = tables.kind
         held = saved.count_held
+        pooled_nf = lay.pooled[saved.rule] != 0
         chunk = 1 + tables.ring_cap[saved.count_rule]
         starts = np.concatenate([[0], np.cumsum(chunk)])[:-1].astype(np.int64)
-        total = int(chunk.sum())
-        state = _fresh(lay, self.supervision_ms, total)
-        nf, hy, ca, su, co, ia = state
-        rows = lay.nf_offset[saved.rule] + saved.entity
-        nf[2][rows, 0] = saved.due
-        nf[2][rows, 1] = saved.origin
-        hy[1][lay.hy_offset[saved.raised_rule] + saved.raised_device] = 1
-        ca[1][lay.ca_offset[saved.last_rule] + saved.last_device] = saved.last_ts
-        rows = lay.su_offset[saved.sup_rule] + saved.sup_device
-        su[1][rows, 0] = saved.sup_last
-        su[1][rows, 1] = saved.sup_origin
-        su[1][rows, 2] = _iv(su[1][rows, 2], saved.sup_flag != 0)
-        co[1][lay.co_offset[saved.count_rule] + saved.count_entity] = starts
-        co[2][starts] = held  # v = held: fewer than n, or n with the oldest at 0
-        co[2][np.repeat(starts, held) + 1 + ranges(np.zeros(held.shape[0], np.int64), held)] = saved.count_ts
-        co[3][0] = total
-        rows = lay.ia_offset[saved.ia_rule] + saved.ia_home
-        ia[1][rows, 0] = saved.ia_last
-        ia[1][rows, 1] = saved.ia_origin
-        bound = saved.ia_last + tables.min_inactive_ms[saved.ia_rule]
-        ia[1][rows, 2] = np.where(saved.ia_fired != 0, NO_DUE, bound)
-        return state
+        rings = int(chunk.sum())
+        slot_starts = rings + 2 * np.arange(int(pooled_nf.sum()), dtype=np.int64)
+        store = _fresh(tables, lay, self.n_devices, self._n_homes, self.supervision_ms, rings + 2 * slot_starts.size)
+        pool = store.pool
+        store.top[0] = pool.shape[0]
+        for r in np.unique(saved.rule).tolist():
+            mine = saved.rule == r
+            if lay.pooled[r]:
+                at = slot_starts[mine[pooled_nf]]
+                store.field(lay, r)[saved.entity[mine]] = at
+                pool[at] = saved.due[mine]
+                pool[at + 1] = saved.origin[mine]
+            else:
+                store.field(lay, r, 0)[saved.entity[mine]] = saved.due[mine]
+                store.field(lay, r, 1)[saved.entity[mine]] = saved.origin[mine]
+        for r in np.unique(saved.raised_rule).tolist():
+            store.field(lay, r)[saved.raised_device[saved.raised_rule == r]] = 1
+        for r in np.unique(saved.last_rule).tolist():
+            mine = saved.last_rule == r
+            store.cancel(lay, r)[saved.last_device[mine]] = saved.last_ts[mine]
+        for r in np.unique(saved.sup_rule).tolist():
+            mine = saved.sup_rule == r
+            device = saved.sup_device[mine]
+            store.field(lay, r, 0)[device] = saved.sup_last[mine]
+            store.field(lay, r, 1)[device] = saved.sup_origin[mine]
+            iv = store.field(lay, r, 2)
+            iv[device] = _iv(iv[device], saved.sup_flag[mine] != 0)
+        for r in np.unique(saved.count_rule).tolist():
+            mine = saved.count_rule == r
+            store.field(lay, r)[saved.count_entity[mine]] = starts[mine]
+        pool[starts] = held  # v = held: fewer than n, or n with the oldest at 0
+        pool[np.repeat(starts, held) + 1 + ranges(np.zeros(held.shape[0], np.int64), held)] = saved.count_ts
+        for r in np.unique(saved.ia_rule).tolist():
+            mine = saved.ia_rule == r
+            home = saved.ia_home[mine]
+            store.field(lay, r, 0)[home] = saved.ia_last[mine]
+            store.field(lay, r, 1)[home] = saved.ia_origin[mine]
+            bound = saved.ia_last[mine] + tables.min_inactive_ms[r]
+            store.field(lay, r, 2)[home] = np.where(saved.ia_fired[mine] != 0, NO_DUE, bound)
+        assert all(kind[r] == KIND_NOT_FOLLOWED for r in np.unique(saved.rule).tolist())
+        return store
 
     def _recompute_next(self) -> None:
         """The exact supervision bound (the earliest `last seen + interval` of a supervised
         device that is not offline, 0 if one has never been heard from: a sweep starts its
         clock) and the inactivity bound (the earliest cached deadline). Only on
         construction, restore, reload and resize; the kernels keep them otherwise."""
-        sup, sup_next = self._state[3][1], self._state[3][2]
-        watched = sup[:, 2] > 0
-        last = sup[watched, 0]
+        store, lay, kind = self._store, self._layout, self._tables.kind
         earliest = NO_DUE
-        if (last == NO_SEEN).any():
-            earliest = 0
-        seen = last != NO_SEEN
-        if seen.any():
-            earliest = min(earliest, int((last[seen] + sup[watched, 2][seen]).min()))
-        sup_next[0] = earliest
-        code = self._state[5][1][:, 2]
-        waiting = code != NO_DUE
-        due = np.where(code[waiting] < 0, ~code[waiting], code[waiting])
-        self._state[5][2][0] = int(due.min()) if due.shape[0] else NO_DUE
+        for r in np.flatnonzero(kind == KIND_SUPERVISION).tolist():
+            iv = store.field(lay, r, 2)
+            watched = iv > 0
+            last = store.field(lay, r, 0)[watched]
+            if (last == NO_SEEN).any():
+                earliest = 0
+            seen = last != NO_SEEN
+            if seen.any():
+                earliest = min(earliest, int((last[seen] + iv[watched][seen]).min()))
+        quietest = NO_DUE
+        for r in np.flatnonzero(kind == KIND_INACTIVE).tolist():
+            code = store.field(lay, r, 2)
+            waiting = code[code != NO_DUE]
+            if waiting.shape[0]:
+                quietest = min(quietest, int(np.where(waiting < 0, ~waiting, waiting).min()))
+        store.bound[0] = earliest
+        store.bound[1] = quietest
 
     def _warm(self) -> None:
         """Run both kernels once on an empty state of the same types: a sweep of the real
         state would start the supervision clocks."""
-        empty = layout(self._tables, 0, 0)
-        state = _fresh(empty, check_intervals(None, 0), 0)
+        empty = _fresh(self._tables, self._layout, 0, 0, check_intervals(None, 0), 0)
+        lay = self._layout
+        sargs = (lay.col, lay.ca_col, lay.pooled, *self._sweep_rules, *empty.dev, *empty.home)
+        sargs += (empty.pool, empty.top, empty.bound)
         hargs = (
             check_device_home(np.zeros(0, np.int32)),
             self._homes.profile[:0],
@@ -502,53 +637,33 @@ class Engine:
         )
         columns = tuple(_readonly(c) for c in EventBatch.of([]).checked(0))
         out = Triggers.allocate(0).columns()
-        process_batch(self._targs, self._pargs, state, hargs, columns, out, _plan(self._tables, empty, state))
-        sweep_count(self._targs, self._pargs, state, hargs, INT64_MIN, 0)
-        sweep_due(self._targs, self._pargs, state, hargs, INT64_MIN, 0, out)
+        per_rule = np.zeros(self._tables.n_rules, np.int64)
+        process_batch(self._targs, self._pargs, sargs, hargs, columns, out, self._plan, 0, 0)
+        sweep_count(self._targs, self._pargs, sargs, hargs, INT64_MIN, 0, per_rule)
+        sweep_due(self._targs, self._pargs, sargs, hargs, INT64_MIN, 0, out, per_rule)
 
 
-def _plan(tables: Tables, lay: Layout, state: State) -> tuple[np.ndarray, ...]:
-    """kernels.process_batch's prefetch plan: per event type, for each of its rules with
-    per-entity state, where that state starts in the arena (bytes), its row size, and
-    whether it is per home (else per device)."""
-    buffer = state[0][2]
-    while isinstance(buffer.base, np.ndarray):
-        buffer = buffer.base
-    origin = buffer.ctypes.data
-
-    def at(array: np.ndarray, offset: int, size: int) -> int:
-        return int(array.ctypes.data - origin) + offset * size if array.size else 0
-
-    nf, hy, ca, su, co, ia = state
-    kind, scope = tables.kind, tables.scope
-    targets: dict[int, tuple[int, int, bool]] = {}
-    for r in range(tables.n_rules):
-        home = bool(scope[r] == SCOPE_HOME)
-        if kind[r] == KIND_SUPERVISION:
-            targets[r] = (at(su[1], int(lay.su_offset[r]), 24), 24, False)
-        elif kind[r] == KIND_INACTIVE:
-            targets[r] = (at(ia[1], int(lay.ia_offset[r]), 24), 24, True)
-        elif kind[r] == KIND_NOT_FOLLOWED:
-            targets[r] = (at(nf[2], int(lay.nf_offset[r]), 16), 16, home)
-        elif kind[r] == KIND_COUNT:
-            targets[r] = (at(co[1], int(lay.co_offset[r]), 4), 4, home)
-        elif kind[r] == KIND_HYSTERESIS:
-            targets[r] = (at(hy[1], int(lay.hy_offset[r]), 1), 1, False)
-        elif tables.cancel_mask[r] != 0:
-            targets[r] = (at(ca[1], int(lay.ca_offset[r]), 8), 8, False)
-    ptr = np.zeros(tables.type_ptr.shape[0], np.int64)
-    base: list[int] = []
-    stride: list[int] = []
+def _plan(tables: Tables, lay: Layout) -> tuple[np.ndarray, ...]:
+    """kernels.process_batch's plan: per event type, the pool entries its rules may claim,
+    whether its rules touch the home's record, and the pool entries behind their pointers
+    (to prefetch)."""
+    n_types = tables.type_ptr.shape[0] - 1
+    home_lines = np.zeros(n_types, np.bool_)
+    ptr = np.zeros(n_types + 1, np.int64)
     home_of: list[bool] = []
-    for t in range(tables.type_ptr.shape[0] - 1):
+    column: list[int] = []
+    last: list[int] = []
+    for t in range(n_types):
         for r in tables.type_rules[tables.type_ptr[t] : tables.type_ptr[t + 1]].tolist():
-            if r in targets:
-                b, size, home = targets[r]
-                base.append(b)
-                stride.append(size)
-                home_of.append(home)
-        ptr[t + 1] = len(base)
-    return (buffer, ptr, np.array(base, np.int64), np.array(stride, np.int64), np.array(home_of, np.bool_))
+            if lay.col[r] >= 0 and lay.home[r]:
+                home_lines[t] = True
+            if lay.pooled[r]:
+                home_of.append(bool(lay.home[r]))
+                column.append(int(lay.col[r]))
+                last.append(int(lay.chunk[r]) - 1)
+        ptr[t + 1] = len(column)
+    arrays = (lay.need, home_lines, ptr, np.array(home_of, np.bool_), np.array(column, np.int64))
+    return tuple(_readonly(a) for a in (*arrays, np.array(last, np.int64)))
 
 
 def _iv(interval: np.ndarray, offline: np.ndarray) -> np.ndarray:
@@ -556,52 +671,23 @@ def _iv(interval: np.ndarray, offline: np.ndarray) -> np.ndarray:
     return np.where(offline, np.where(interval > 0, -interval, OFFLINE_UNSUPERVISED), interval)
 
 
-class _Arena:
-    """Carves the state arrays out of one allocation. Large allocations get transparent
-    huge pages (numpy advises them), and the kernels' random accesses over megabytes of
-    state then miss the TLB far less (under virtualisation a miss costs a nested walk)."""
-
-    def __init__(self, nbytes: int) -> None:
-        self._buffer = np.empty(max(nbytes, 1), np.uint8)
-        self._buffer[:] = 0
-        self._at = 0
-
-    def take(self, shape: tuple[int, ...], dtype: type, fill: int) -> np.ndarray:
-        itemsize = np.dtype(dtype).itemsize
-        size = int(np.prod(shape)) * itemsize
-        array = self._buffer[self._at : self._at + size].view(dtype).reshape(shape)
-        self._at += -(-size // 64) * 64
-        if fill:
-            array[...] = fill
-        return array
-
-
-def _fresh(lay: Layout, interval: np.ndarray, pool_size: int) -> State:
-    """A fresh, idle state (kernels.py's `state`) for the layout and intervals."""
-    n = {name: int(lay.group(name)[1].sum()) for name in ("nf", "hy", "ca", "su", "co", "ia")}
-    nbytes = n["nf"] * 16 + n["hy"] + n["ca"] * 8 + n["su"] * 24 + n["co"] * 4 + n["ia"] * 24 + 64 * 8
-    arena = _Arena(nbytes)
-    slot = arena.take((n["nf"], 2), np.int64, 0)
-    slot[:, 0] = NO_DUE
-    sup = arena.take((n["su"], 3), np.int64, 0)
-    sup[:, 0] = NO_SEEN
-    sup[:, 1] = NO_ORIGIN
-    if n["su"]:  # one block per supervise rule (a pack has at most one), each every device
-        sup[:, 2] = np.tile(interval, n["su"] // max(interval.shape[0], 1))
-    quiet = arena.take((n["ia"], 3), np.int64, 0)
-    quiet[:, 0] = NO_SEEN
-    quiet[:, 1] = NO_ORIGIN
-    quiet[:, 2] = NO_DUE
-    return (
-        (lay.nf_offset, lay.nf_count, slot),
-        (lay.hy_offset, arena.take((n["hy"],), np.int8, 0)),
-        (lay.ca_offset, arena.take((n["ca"],), np.int64, NO_LAST)),
-        (lay.su_offset, sup, np.full(1, NO_DUE, np.int64)),
-        (
-            lay.co_offset,
-            arena.take((n["co"],), np.int32, NO_RING),
-            np.zeros(pool_size, np.int64),
-            np.zeros(1, np.int64),
-        ),
-        (lay.ia_offset, quiet, np.full(1, NO_DUE, np.int64)),
-    )
+def _fresh(tables: Tables, lay: Layout, n_devices: int, n_homes: int, interval: np.ndarray, pool_size: int) -> _Store:
+    """A fresh, idle store for the layout and intervals."""
+    store = _Store(lay, n_devices, n_homes, pool_size)
+    for r in range(tables.n_rules):
+        k = int(tables.kind[r])
+        if lay.pooled[r]:
+            store.field(lay, r)[:] = NO_RING
+        elif k == KIND_SUPERVISION:
+            store.field(lay, r, 0)[:] = NO_SEEN
+            store.field(lay, r, 1)[:] = NO_ORIGIN
+            store.field(lay, r, 2)[:] = interval
+        elif k == KIND_INACTIVE:
+            store.field(lay, r, 0)[:] = NO_SEEN
+            store.field(lay, r, 1)[:] = NO_ORIGIN
+            store.field(lay, r, 2)[:] = NO_DUE
+        elif k == KIND_NOT_FOLLOWED:
+            store.field(lay, r, 0)[:] = NO_DUE
+        if lay.ca_col[r] >= 0:
+            store.cancel(lay, r)[:] = NO_LAST
+    return store

@@ -30,6 +30,15 @@ from responsecentre.engine.kernels import (
     ACTION_CANCEL,
     ACTION_CLEAR,
     ACTION_RAISE,
+    DO_ALIVE,
+    DO_CANCEL,
+    DO_COUNT,
+    DO_HYSTERESIS,
+    DO_INACTIVE,
+    DO_MATCH,
+    DO_NOT_FOLLOWED,
+    DO_OFFLINE,
+    DO_THRESHOLD,
     KIND_COUNT,
     KIND_HYSTERESIS,
     KIND_INACTIVE,
@@ -120,6 +129,7 @@ class Tables:
 
     type_ptr: np.ndarray  # int32[n_types + 1]: CSR row pointers by event type id
     type_rules: np.ndarray  # int32[nnz]: rule indices, pack order within a type
+    type_op: np.ndarray  # int8[nnz]: what an event of the type does to the rule (DO_* code)
     kind: np.ndarray  # int8: KIND_* code
     when_mask: np.ndarray  # int64: bit t set if type t is in `when`
     unless_mask: np.ndarray  # int64: bit t set if type t is in `unless` (supervision: OFFLINE_TYPES)
@@ -143,7 +153,6 @@ class Tables:
     ring_cap: np.ndarray  # int64: count rules: the largest n of any profile (ring length)
     varies: np.ndarray  # int8: 1 if some profile's parameters of the rule differ from the pack's
     min_inactive_ms: np.ndarray  # int64: inactive rules: the shortest `for` of any profile
-    count_need: np.ndarray  # int64[n_types]: ring storage one event of the type may claim
     max_rules_per_type: int  # sizes the process kernel's output buffer
 
     @property
@@ -172,6 +181,7 @@ class Tables:
                 self.ring_cap,
                 self.varies,
                 self.min_inactive_ms,
+                self.type_op,
             ),
             (
                 self.threshold,
@@ -253,16 +263,22 @@ def compile_tables(pack: RulePack, profiles: Sequence[tuple[Rule, ...]] | None =
         varies |= np.any(array != array[:1], axis=0)
     min_inactive_ms = params["inactive_ms"].min(axis=0, initial=np.iinfo(np.int64).max) if n_profiles else np.zeros(n)
     min_inactive_ms = np.where(kind == KIND_INACTIVE, min_inactive_ms, 0).astype(np.int64)
-    count_need = np.zeros(len(ENGINE_TYPES), np.int64)
-    for t, rules_of_type in enumerate(by_type):
-        count_need[t] = sum(int(ring_cap[r]) + 1 for r in rules_of_type if kind[r] == KIND_COUNT)
     counts = np.array([len(rules) for rules in by_type], np.int32)
     type_ptr = np.zeros(len(ENGINE_TYPES) + 1, np.int32)
     np.cumsum(counts, out=type_ptr[1:])
     type_rules = np.array([r for rules in by_type for r in rules], np.int32)
+    type_op = np.array(
+        [
+            _op_of(int(kind[r]), t, int(unless_mask[r]), int(cancel_mask[r]))
+            for t, rules in enumerate(by_type)
+            for r in rules
+        ],
+        np.int8,
+    )
     arrays = {
         "type_ptr": type_ptr,
         "type_rules": type_rules,
+        "type_op": type_op,
         "kind": kind,
         "when_mask": when_mask,
         "unless_mask": unless_mask,
@@ -276,11 +292,28 @@ def compile_tables(pack: RulePack, profiles: Sequence[tuple[Rule, ...]] | None =
         "ring_cap": ring_cap,
         "varies": varies,
         "min_inactive_ms": min_inactive_ms,
-        "count_need": count_need,
     }
     for array in arrays.values():
         array.flags.writeable = False
     return Tables(**arrays, max_rules_per_type=int(counts.max(initial=0)))
+
+
+def _op_of(kind: int, t: int, unless_mask: int, cancel_mask: int) -> int:
+    """What an event of type t does to a rule of `kind` (kernels.DO_*): decided here once,
+    so that the kernel branches once per rule instead of testing kind and type masks."""
+    if kind == KIND_SUPERVISION:
+        return DO_OFFLINE if unless_mask >> t & 1 else DO_ALIVE
+    if cancel_mask >> t & 1 and kind in (KIND_MATCH, KIND_THRESHOLD, KIND_HYSTERESIS):
+        # A cancel type is never a `when` type of its rule.
+        return DO_CANCEL
+    return {
+        KIND_MATCH: DO_MATCH,
+        KIND_THRESHOLD: DO_THRESHOLD,
+        KIND_NOT_FOLLOWED: DO_NOT_FOLLOWED,
+        KIND_HYSTERESIS: DO_HYSTERESIS,
+        KIND_COUNT: DO_COUNT,
+        KIND_INACTIVE: DO_INACTIVE,
+    }[kind]
 
 
 def _mask(names: tuple[str, ...]) -> int:
@@ -292,60 +325,94 @@ def _mask(names: tuple[str, ...]) -> int:
 
 # -- state layout ----------------------------------------------------------------------------
 
+# Record fields by kind: (number of fields, bytes each). Int64 fields come first in a record,
+# then int32 pool pointers, then int8 flags, so that every field is aligned.
+_I64, _I32, _I8 = 8, 4, 1
+
 
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """Where each rule's state lives in the engine's flat state columns, per group of
-    state: `*_offset[r]` is the start of rule r's block and `*_count[r]` its number of
-    entries (devices or homes; 0 for a rule without that kind of state).
+    """Where each rule's state lives (engine.py describes the state itself).
 
-    nf: not-followed deadlines (per device or home, by scope); hy: hysteresis flags (per
-    device); ca: cancel windows (per device); su: supervision (per device); co: count ring
-    pointers (per device or home, by scope); ia: inactivity (per home).
+    Per-entity state sits in two tables of fixed-width records: one row per device and one
+    per home, each row holding the fields of every rule that keeps state for that entity,
+    so that an event touches about one cache line of each rather than one per rule. Rule
+    r's fields start at column `col[r]` of its record (`home[r]`: the home's, else the
+    device's), counted in units of the field's width: int64 for supervision, inactivity
+    and the deadlines of not-followed rules kept in place; int32 for a pointer into the
+    pool (`pooled[r]`: count rules, and not-followed rules of device scope, which most
+    devices never arm); int8 for a hysteresis flag. `ca_col[r]` is the int64 column of a
+    rule's cancel window (the device's last trigger), -1 if it has none. `chunk[r]` is how
+    many int64 a pooled rule claims per entity, and `need[t]` what one event of type t may
+    claim in all. Records are padded to 8 bytes; `dev_width`, `home_width` in bytes.
 
-    The layout depends on the directory's size, not only on the pack, which is why it is
-    not part of `Tables` and is rebuilt on `Engine.resize`.
+    The layout depends on the pack only; it is rebuilt with the tables.
     """
 
-    nf_offset: np.ndarray
-    nf_count: np.ndarray
-    hy_offset: np.ndarray
-    hy_count: np.ndarray
-    ca_offset: np.ndarray
-    ca_count: np.ndarray
-    su_offset: np.ndarray
-    su_count: np.ndarray
-    co_offset: np.ndarray
-    co_count: np.ndarray
-    ia_offset: np.ndarray
-    ia_count: np.ndarray
-
-    def group(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(offset, count) of a group ("nf", "hy", "ca", "su", "co", "ia")."""
-        return getattr(self, f"{name}_offset"), getattr(self, f"{name}_count")
+    col: np.ndarray  # int64[rule], -1: no record field
+    ca_col: np.ndarray  # int64[rule], -1: no cancel window
+    home: np.ndarray  # bool[rule]
+    pooled: np.ndarray  # int8[rule]
+    width: np.ndarray  # int64[rule]: bytes of one field of the rule (8, 4 or 1), 0: none
+    fields: np.ndarray  # int64[rule]: how many such fields
+    chunk: np.ndarray  # int64[rule]
+    need: np.ndarray  # int64[n_types]
+    dev_width: int
+    home_width: int
 
 
-def layout(tables: Tables, n_devices: int, n_homes: int) -> Layout:
-    """The state layout of `tables` for a directory of the given size."""
-    per_scope = np.where(tables.scope == SCOPE_HOME, n_homes, n_devices)
-    counts = {
-        "nf": np.where(tables.kind == KIND_NOT_FOLLOWED, per_scope, 0),
-        "hy": np.where(tables.kind == KIND_HYSTERESIS, n_devices, 0),
-        "ca": np.where(tables.cancel_mask != 0, n_devices, 0),
-        "su": np.where(tables.kind == KIND_SUPERVISION, n_devices, 0),
-        "co": np.where(tables.kind == KIND_COUNT, per_scope, 0),
-        "ia": np.where(tables.kind == KIND_INACTIVE, n_homes, 0),
-    }
-    arrays: dict[str, np.ndarray] = {}
-    for name, count in counts.items():
-        count = count.astype(np.int64)
-        offset = np.zeros(count.shape[0], np.int64)
-        if count.shape[0]:
-            np.cumsum(count[:-1], out=offset[1:])
-        offset.flags.writeable = False
-        count.flags.writeable = False
-        arrays[f"{name}_offset"], arrays[f"{name}_count"] = offset, count
-    return Layout(**arrays)
+def pooled_rule(kind: int, scope: int) -> bool:
+    """Whether a rule's per-entity state lives in the pool behind an int32 pointer: count
+    rings always (n timestamps), not-followed deadlines of device scope (only the devices of
+    the kind that sends the trigger ever arm one); not-followed of home scope stay in place."""
+    return kind == KIND_COUNT or (kind == KIND_NOT_FOLLOWED and scope == SCOPE_DEVICE)
+
+
+def layout(tables: Tables) -> Layout:
+    """The record layout of `tables`."""
+    n = tables.n_rules
+    kind, scope = tables.kind, tables.scope
+    col = np.full(n, -1, np.int64)
+    ca_col = np.full(n, -1, np.int64)
+    home = np.zeros(n, np.bool_)
+    pooled = np.zeros(n, np.int8)
+    width = np.zeros(n, np.int64)
+    fields = np.zeros(n, np.int64)
+    chunk = np.zeros(n, np.int64)
+    for r in range(n):
+        k = int(kind[r])
+        home[r] = k == KIND_INACTIVE or (k in (KIND_NOT_FOLLOWED, KIND_COUNT) and scope[r] == SCOPE_HOME)
+        if pooled_rule(k, int(scope[r])):
+            pooled[r], width[r], fields[r] = 1, _I32, 1
+            chunk[r] = 1 + int(tables.ring_cap[r]) if k == KIND_COUNT else 2
+        elif k in (KIND_SUPERVISION, KIND_INACTIVE):
+            width[r], fields[r] = _I64, 3
+        elif k == KIND_NOT_FOLLOWED:
+            width[r], fields[r] = _I64, 2
+        elif k == KIND_HYSTERESIS:
+            width[r], fields[r] = _I8, 1
+    # Bytes used so far per record; int64 fields first (supervision and inactivity, touched
+    # by most events, at the very start), then pointers, then flags.
+    used = {False: 0, True: 0}
+    order = sorted(range(n), key=lambda r: int(kind[r]) not in (KIND_SUPERVISION, KIND_INACTIVE))
+    for size in (_I64, _I32, _I8):
+        for r in order:
+            if width[r] == size:
+                col[r] = used[bool(home[r])] // size
+                used[bool(home[r])] += int(fields[r]) * size
+            if size == _I64 and tables.cancel_mask[r] != 0:
+                ca_col[r] = used[False] // size
+                used[False] += size
+    need = np.zeros(tables.type_ptr.shape[0] - 1, np.int64)
+    for t in range(need.shape[0]):
+        for r in tables.type_rules[tables.type_ptr[t] : tables.type_ptr[t + 1]].tolist():
+            if pooled[r] and (kind[r] == KIND_COUNT or tables.when_mask[r] >> t & 1):
+                need[t] += chunk[r]
+    arrays = (col, ca_col, home, pooled, width, fields, chunk, need)
+    for array in arrays:
+        array.flags.writeable = False
+    pad = {h: -(-used[h] // 8) * 8 for h in used}
+    return Layout(*arrays, dev_width=pad[False], home_width=pad[True])
 
 
 # -- input checks ----------------------------------------------------------------------------
