@@ -400,17 +400,8 @@ def accept(
     """The paged nurse takes the alarm: it is hers (she may now read the key safe), and
     the chain stops as on an operator's ack."""
     page = _answerable(alarm, staff_id, page_id)
-    escalation, actions = advance(alarm.escalation, Stop("accepted"), now_ms)
-    new = msgspec.structs.replace(
-        alarm,
-        state=AlarmState.ACKNOWLEDGED,
-        escalation=escalation,
-        acknowledged_ms=now_ms,
-        acknowledged_by=by,
-        accepted_by=staff_id,
-        updated_ms=now_ms,
-        pages=_answered(alarm, page, Answer.ACCEPT, now_ms),
-    )
+    acked, _, actions = acknowledge(alarm, by, now_ms)
+    new = msgspec.structs.replace(acked, accepted_by=staff_id, pages=_answered(alarm, page, Answer.ACCEPT, now_ms))
     detail = {
         "staff": staff_id,
         "page": page.page_id,
