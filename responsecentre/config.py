@@ -66,6 +66,18 @@ class Settings:
     login_lockout_after: int = 10  # failures of a username that lock the account ...
     login_lockout_s: int = 30 * 60  # ... for this long, or until an admin unlocks it
     login_forget_s: int = 60 * 60  # failures are forgotten this long after the last one
+    # Delivery channels beyond the handset (docs/channels.md); an empty value leaves the
+    # channel out, and a person's delivery over it falls back to their next contact.
+    webhook_secret: str = dataclasses.field(default="", repr=False)  # HMAC-SHA256 key for chain webhooks
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_from: str = ""
+    smtp_security: str = "starttls"  # starttls | tls | none (a local relay or a test server only)
+    smtp_username: str = ""
+    smtp_password: str = dataclasses.field(default="", repr=False)
+    sms_base_url: str = ""  # the SMS gateway adapter's base URL (docs/channels.md)
+    sms_token: str = dataclasses.field(default="", repr=False)
+    delivery_attempts: int = 5  # tries per channel (retryable failures) before falling back
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from responsecentre.escalation.people import StaffMember, StaffRole
+from responsecentre.escalation.delivery import Contact, parse_channel
+from responsecentre.escalation.people import Relative, StaffMember, StaffRole
 from responsecentre.escalation.roster import Coverage, Roster, parse_roster
 from responsecentre.suppression import SuppressionConfig
 
@@ -66,6 +67,8 @@ class Home:
     # text), in file order. Text keeps the record frozen and hashable; the rule pack
     # checks the content (engine.homes.home_params), since only it knows the rules.
     rules: tuple[tuple[str, str], ...] = ()
+    # The resident's relatives, in the record's order, for a chain's `relatives` target.
+    relatives: tuple[Relative, ...] = ()
 
     def rule_overrides(self) -> dict[str, Any]:
         """The `rules:` overrides as plain objects: rule name -> its override mapping."""
@@ -154,6 +157,16 @@ class Directory:
             for member in roster.staff.values():
                 self.staff[(tenant, member.staff_id)] = member
 
+    def replace_roster(self, tenant: str, roster: Roster) -> None:
+        """Swap in `tenant`'s roster (one written over the API, store/rosters.py): its staff
+        replace the tenant's, so someone the new roster leaves out is gone from `staff` too.
+        Other tenants are untouched. No await inside: readers never see half of it."""
+        for key in [key for key in self.staff if key[0] == tenant and key[1] not in roster.staff]:
+            del self.staff[key]
+        for member in roster.staff.values():
+            self.staff[(tenant, member.staff_id)] = member
+        self.rosters[tenant] = roster
+
     def add_home(self, tenant: str, spec: dict[str, Any], timezone: str = DEFAULT_TIMEZONE) -> Home:
         """Add a home of `tenant`; `timezone` is the tenant's, which the home's own beats."""
         home_id = str(spec["id"])
@@ -183,6 +196,7 @@ class Directory:
             supervision=_home_supervision(tenant, home_id, spec.get("supervision")),
             timezone=_timezone(spec.get("timezone", timezone), f"{where}: timezone"),
             rules=_home_rules(spec.get("rules"), where),
+            relatives=_relatives(spec.get("relatives"), where),
         )
         self.homes[(tenant, home_id)] = home
         self.home_list.append(home)
@@ -229,6 +243,31 @@ def _timezone(value: object, where: str) -> str:
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return value
+
+
+_RELATIVE_CHANNELS = ("sms", "email")  # what a relative can be reached on: no handset, no webhook
+
+
+def _relatives(spec: object, where: str) -> tuple[Relative, ...]:
+    """`relatives: [{name: ..., contacts: [{sms: "+47..."}, {email: ...}]}]`, in order."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, list):
+        raise ValueError(f"{where}: relatives must be a list")
+    out: list[Relative] = []
+    for i, item in enumerate(spec, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("contacts", []), list):
+            raise ValueError(f"{where}: relative {i} must be a mapping with a list of contacts")
+        contacts: list[Contact] = []
+        for contact in item.get("contacts") or []:
+            if not isinstance(contact, dict) or len(contact) != 1:
+                raise ValueError(f"{where}: relative {i}: a contact is one `channel: address` pair")
+            ((channel, address),) = contact.items()
+            if channel not in _RELATIVE_CHANNELS or not isinstance(address, str) or not address:
+                raise ValueError(f"{where}: relative {i}: contacts are {' or '.join(_RELATIVE_CHANNELS)} addresses")
+            contacts.append(Contact(parse_channel(channel), address))
+        out.append(Relative(str(item.get("name", "")), tuple(contacts)))
+    return tuple(out)
 
 
 def _home_rules(spec: object, where: str) -> tuple[tuple[str, str], ...]:

@@ -128,6 +128,36 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.incidents_opened = Counter(
+            "responsecentre_incidents_opened_total",
+            "Incidents opened: many alarms of one kind in a tenant at once, escalated as one",
+            ["kind"],
+            registry=r,
+        )
+        self.incident_members = Counter(
+            "responsecentre_incident_members_total",
+            "Alarms that became members of an incident (paged through its one escalation)",
+            ["kind"],
+            registry=r,
+        )
+        self.dispatches = Counter(
+            "responsecentre_dispatches_total",
+            "Pages an operator sent to a chosen person outside the chain",
+            registry=r,
+        )
+        self.delivery_attempts = Counter(
+            "responsecentre_delivery_attempts_total",
+            "Tries to deliver a page, by channel and outcome (delivered, failed, fell_back, dead, cancelled)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.delivery_seconds = Histogram(
+            "responsecentre_delivery_seconds",
+            "How long one try to deliver a page took, by channel",
+            ["channel"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
         self.replies = Counter(
             "responsecentre_replies_total",
             "Answers to pages (handset or API), by answer and outcome: taken, or why it was rejected",

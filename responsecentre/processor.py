@@ -189,7 +189,7 @@ class RuleProcessor:
         self._rollback = (self.engine.snapshot(), dict(self.cursor))
         while True:
             # A stop that a wait_for inside redis-py swallowed (Python 3.11) would leave
-            # this loop running for ever: honour a pending cancel every turn (notify.py).
+            # this loop running for ever: honour a pending cancel every turn (notifier.py).
             reraise_if_stopping()
             try:
                 await self.apply_reloads()

@@ -32,6 +32,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
+import yaml
 from fastapi import FastAPI
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -44,16 +45,20 @@ from responsecentre.broker import INGEST, NOTIFIER, REPLIES, load_credentials
 from responsecentre.clock import Clock, system_clock
 from responsecentre.config import MqttUrl, Settings
 from responsecentre.contract import REPLIES_SUBSCRIPTION
+from responsecentre.deliveries.email import SmtpSecurity
+from responsecentre.deliveries.handset import PageLink
+from responsecentre.deliveries.registry import DeliverySettings, Notifiers
+from responsecentre.deliveries.retry import RetryPolicy
 from responsecentre.directory import Directory, load_directory
 from responsecentre.engine import Engine, RulePack, load_rules
-from responsecentre.escalation.chains import Chain, load_chains
-from responsecentre.escalation.notify import IntegrationPublisher, MqttPager, run_notifiers
-from responsecentre.escalation.timers import run_timers
+from responsecentre.escalation.chains import Chain, ChainBook, load_book
+from responsecentre.escalation.incidents import IncidentConfig, parse_incident_config
 from responsecentre.faults import Faults
 from responsecentre.ingest.log import EventLog
-from responsecentre.ingest.mqtt import BrokerLink, PublishLink
+from responsecentre.ingest.mqtt import BrokerLink
 from responsecentre.ingest.pipeline import Ingest
 from responsecentre.metrics import Metrics
+from responsecentre.notifier import IntegrationPublisher, MqttPager, run_notifiers
 from responsecentre.processor import RuleProcessor
 from responsecentre.replies import ReplyDesk
 from responsecentre.rules_admin import (  # check_chains & co. are re-exported for callers of this module
@@ -64,6 +69,8 @@ from responsecentre.rules_admin import (  # check_chains & co. are re-exported f
     prepare_pack,
     supervision_intervals,
 )
+from responsecentre.store.rosters import sync_rosters, watch_rosters
+from responsecentre.timers import run_timers
 from responsecentre.web.app import AppContext, create_app
 from responsecentre.web.auth import Users
 from responsecentre.web.throttle import LoginLimits
@@ -102,6 +109,21 @@ def mqtt_accounts(settings: Settings) -> tuple[MqttUrl, MqttUrl, MqttUrl]:
     )
 
 
+def delivery_settings(settings: Settings) -> DeliverySettings:
+    """The channels' part of the settings (an empty one leaves its channel out)."""
+    return DeliverySettings(
+        webhook_secret=settings.webhook_secret,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_from=settings.smtp_from,
+        smtp_security=SmtpSecurity(settings.smtp_security),
+        smtp_username=settings.smtp_username,
+        smtp_password=settings.smtp_password,
+        sms_base_url=settings.sms_base_url,
+        sms_token=settings.sms_token,
+    )
+
+
 __all__ = ["Service", "catalog_path", "check_chains", "mqtt_accounts", "run_until_signalled", "supervision_intervals"]
 
 
@@ -111,14 +133,20 @@ class Service:
         settings: Settings,
         directory: Directory | None = None,
         pack: RulePack | None = None,
-        chains: dict[str, Chain] | None = None,
+        chains: ChainBook | dict[str, Chain] | None = None,
         metrics: Metrics | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.directory = directory or load_directory(settings.homes_path, settings.staff_path)
         pack = pack or load_rules(settings.rules_path)  # its sha256 is its file's
-        self.chains = chains if chains is not None else load_chains(settings.chains_path)
+        incidents = IncidentConfig()
+        if chains is None:
+            chains = load_book(settings.chains_path)
+            # The same file's `incidents:` section (docs/chains.md): which kinds group.
+            incidents = parse_incident_config(yaml.safe_load(settings.chains_path.read_text()))
+        self.book = chains if isinstance(chains, ChainBook) else ChainBook(dict(chains))
+        self.chains = self.book.chains
         try:  # the same checks as a reload (rules_admin.py): chains, homes' overrides, catalogue
             prepared = prepare_pack(pack, self.directory, self.chains, settings)
         except PackRefused as refused:
@@ -138,7 +166,8 @@ class Service:
             socket_timeout=REDIS_SOCKET_TIMEOUT_S,
             socket_connect_timeout=2.0,
         )
-        self.desk = AlarmDesk(self.redis, self.directory, self.chains, self.metrics)
+        self.desk = AlarmDesk(self.redis, self.directory, self.book, self.metrics, incidents=incidents)
+        self.delivery_settings = delivery_settings(settings)  # a wrong RC_SMTP_SECURITY fails here
         self.users = Users(self.redis)
         self.engine = Engine(  # compiles/loads kernels now
             pack, self.directory.device_home(), prepared.supervision_ms, homes=prepared.homes
@@ -153,7 +182,7 @@ class Service:
         )  # a missing password fails here, not later
         self.link: BrokerLink | None = None
         self.replies_link: BrokerLink | None = None
-        self.publisher: PublishLink | None = None
+        self.publisher: PageLink | None = None
         self.processor: RuleProcessor | None = None
 
     @property
@@ -196,7 +225,7 @@ class Service:
         s = self.settings
         app = self.build_app()
         self.link = BrokerLink(self.ingest_url, s.client_id, s.session_expiry_s, self.metrics, clock=self.clock)
-        self.publisher = PublishLink(self.notifier_url, f"{s.client_id}-notifier")
+        self.publisher = PageLink(self.notifier_url, f"{s.client_id}-notifier")
         self.replies_link = BrokerLink(
             self.replies_url,
             f"{s.client_id}-replies",
@@ -214,6 +243,7 @@ class Service:
         )
         self.rules.processor = self.processor
         notifiers = [MqttPager(self.publisher), IntegrationPublisher(self.publisher)]
+        deliveries = Notifiers.from_settings(self.delivery_settings, self.publisher, clock=self.clock)
         # h11 explicitly, with its header cap: an oversized header gets a 400 and the
         # connection closed, and installing httptools must not quietly lift the cap.
         config = uvicorn.Config(
@@ -234,7 +264,10 @@ class Service:
         self.publisher.start()
         self.replies_link.start()
         try:
+            with contextlib.suppress(Exception):  # Redis not up yet: watch_rosters catches up
+                await asyncio.wait_for(sync_rosters(self.redis, self.directory), 5.0)
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(watch_rosters(self.redis, self.directory), name="rosters")
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(self.processor.run(), name="rules")
                 tg.create_task(replies.run(), name="replies")
@@ -258,7 +291,15 @@ class Service:
                     name="auditor",
                 )
                 tg.create_task(
-                    run_notifiers(self.redis, notifiers, self.metrics, faults=self.faults, clock=self.clock),
+                    run_notifiers(
+                        self.redis,
+                        notifiers,
+                        self.metrics,
+                        faults=self.faults,
+                        clock=self.clock,
+                        deliveries=deliveries,
+                        policy=RetryPolicy(attempts=max(1, s.delivery_attempts)),
+                    ),
                     name="notifiers",
                 )
                 tg.create_task(self._serve(), name="http")
@@ -266,6 +307,8 @@ class Service:
             self.link.stop()
             self.replies_link.stop()
             self.publisher.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(deliveries.aclose(), 1.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.processor.snapshot(), 2.0)
             with contextlib.suppress(Exception):

@@ -136,6 +136,8 @@ class ServiceProcess(Centre):
     redis_url: str
     rules: str = TEST_RULES
     chains: dict[str, Any] = field(default_factory=lambda: TEST_CHAINS)
+    staff: dict[str, Any] | None = None  # the staff file (rosters); default: staff_doc(tenant)
+    homes: dict[str, Any] | None = None  # the homes file; default: homes_doc(tenant)
     _fresh: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -143,8 +145,8 @@ class ServiceProcess(Centre):
         files = {
             "rules": self.rules,
             "chains": yaml.safe_dump(self.chains),
-            "homes": yaml.safe_dump(homes_doc(self.tenant)),
-            "staff": yaml.safe_dump(staff_doc(self.tenant)),
+            "homes": yaml.safe_dump(self.homes or homes_doc(self.tenant)),
+            "staff": yaml.safe_dump(self.staff or staff_doc(self.tenant)),
         }
         for flag, text in files.items():
             (self.workdir / f"{flag}.yaml").write_text(text)

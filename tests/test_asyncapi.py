@@ -21,12 +21,13 @@ import yaml
 from ulid import ULID
 
 from responsecentre import contract
-from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.alarms.model import PRIORITY_RANK, AlarmState, Trigger, raise_alarm
 from responsecentre.alarms.view import integration_view
-from responsecentre.directory import Directory
+from responsecentre.deliveries.handset import encode_page
 from responsecentre.escalation.chains import Chain, Channel, Step, Target, TargetKind
-from responsecentre.escalation.runner import Notify
+from responsecentre.escalation.people import StaffMember, StaffRole
+from responsecentre.escalation.planner import AlarmRef, StepContext, plan, plan_dispatch
+from responsecentre.escalation.runner import Notify, NotifyDispatch
 from responsecentre.sim.simulator import status_payload
 from responsecentre.store.keys import KEYS, SEEN_TTL_S
 
@@ -421,27 +422,19 @@ def test_alarm_state_payload_is_the_integration_view() -> None:
     assert schema["properties"]["priority"]["enum"] == list(PRIORITY_RANK)
 
 
-class _Pipe:
-    def __init__(self) -> None:
-        self.added: list[dict[str, Any]] = []
-
-    def xadd(self, _stream: str, fields: dict[str, Any], **_: Any) -> None:
-        self.added.append(fields)
-
-    def zadd(self, *_: Any, **__: Any) -> None:  # the nurse's alarm index, beside the page
-        pass
-
-
-def test_page_payload_is_what_the_desk_queues() -> None:
-    pipe = _Pipe()
-    desk = AlarmDesk(None, Directory(), {}, None)  # type: ignore[arg-type]
-    desk._page(pipe, _alarm(), Notify(step=0, round=0), TS_MS)
-    pages = [f for f in pipe.added if f.get("channel") == "mqtt"]
-    assert len(pages) == 1 and pages[0]["staff"] == "n-0042"
-    body = msgspec.json.decode(pages[0]["body"])
+def test_page_payload_is_what_the_planner_sends_to_a_handset() -> None:
+    alarm = _alarm()
+    nurse = StaffMember("t", "n-0042", "Nurse", (StaffRole.NURSE,), ("north",))
+    ctx = StepContext(on_duty={StaffRole.NURSE: (nurse,)})
+    ref = AlarmRef(alarm.id, alarm.tenant, alarm.kind, alarm.priority, alarm.home_id, alarm.zone)
     schema = deref(payload_schema("Page"))
-    assert errors(schema, body) == []
-    assert set(schema["properties"]) == set(body) == set(schema["required"])
+    planned = plan(ref, PAGING, Notify(step=0, round=0), ctx, TS_MS)
+    dispatched = plan_dispatch(ref, NotifyDispatch("n-0042", 1), ctx, TS_MS)
+    for delivery in (*planned.deliveries, *dispatched.deliveries):
+        assert delivery.channel == Channel.HANDSET and delivery.address == "n-0042"
+        body = msgspec.json.decode(encode_page(delivery.body))
+        assert errors(schema, body) == []
+        assert set(schema["required"]) <= set(body) <= set(schema["properties"])
     assert schema["properties"]["priority"]["enum"] == list(PRIORITY_RANK)
 
 

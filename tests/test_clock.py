@@ -8,8 +8,8 @@ import httpx
 from responsecentre.alarms.model import Trigger
 from responsecentre.alarms.view import iso
 from responsecentre.clock import ManualClock
-from responsecentre.escalation.timers import fire_due
 from responsecentre.store.keys import KEYS
+from responsecentre.timers import fire_due
 from responsecentre.web.app import create_app
 from tests.servers import Redis
 from tests.service import PASSWORD

@@ -9,7 +9,7 @@ import contextlib
 import pytest
 import redis.asyncio as aioredis
 
-from responsecentre.escalation import notify
+from responsecentre import notifier as notify
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS, OUTBOX_GROUP
 from tests.service import Api, Publisher, ServiceProcess

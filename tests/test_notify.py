@@ -8,7 +8,7 @@ import contextlib
 import pytest
 import redis.asyncio as aioredis
 
-from responsecentre.escalation import notify
+from responsecentre import notifier as notify
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
 from tests.waiting import until

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from responsecentre.escalation import notify
+from responsecentre import notifier as notify
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
 from tests.conftest import seed

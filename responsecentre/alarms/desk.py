@@ -20,11 +20,14 @@ from redis.exceptions import WatchError
 from ulid import ULID
 
 from responsecentre.alarms.model import (
+    PRIORITY_RANK,
     Alarm,
+    AlarmState,
     Answer,
     Entry,
     Page,
     ReplyRejected,
+    TransitionError,
     Trigger,
     accept,
     acknowledge,
@@ -32,23 +35,49 @@ from responsecentre.alarms.model import (
     cancel_by_resident,
     clear,
     decline,
+    dispatch,
     en_route,
+    is_staff,
     join,
+    join_incident,
+    lead_incident,
     on_site,
     queue_key,
     raise_alarm,
+    raise_in_incident,
+    rechain,
     record_pages,
     rejected_entry,
     resolve,
     resolve_by,
     timeout,
 )
+from responsecentre.alarms.staffing import on_duty_in_zone, step_context
 from responsecentre.alarms.view import alarm_view, integration_view
-from responsecentre.contract import replies_topic
 from responsecentre.directory import Directory
 from responsecentre.escalation.audit import Repair, RepairReason, check
-from responsecentre.escalation.chains import Chain, Channel, Step, Target, TargetKind
-from responsecentre.escalation.runner import Exhausted, Notify, Schedule, Unschedule
+from responsecentre.escalation.chains import FALLBACK_CHAIN, Chain, ChainBook, choose_chain
+from responsecentre.escalation.delivery import Delivery
+from responsecentre.escalation.incidents import (
+    GroupState,
+    IncidentConfig,
+    Join,
+    Open,
+    close_member,
+    decide,
+)
+from responsecentre.escalation.incidents import close as close_incident
+from responsecentre.escalation.people import StaffMember, StaffRole
+from responsecentre.escalation.planner import AlarmRef, Plan, StepContext, people_for, plan, plan_dispatch
+from responsecentre.escalation.runner import (
+    Exhausted,
+    Notify,
+    NotifyDispatch,
+    Paused,
+    People,
+    Schedule,
+    Unschedule,
+)
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import CAUSE_TTL_S, FEED_MAXLEN, KEYS, Keys
 from responsecentre.store.records import feed_entry
@@ -57,29 +86,47 @@ log = logging.getLogger(__name__)
 
 MAX_RETRIES = 100
 
-# Used when a rule names a chain that does not exist: the centre always sees the alarm.
-FALLBACK_CHAIN = Chain(
-    "fallback",
-    (Step((Target(TargetKind.CONSOLE),), (Channel.CONSOLE,), 60_000),),
-    repeat=0,
-)
+__all__ = ["FALLBACK_CHAIN", "AlarmDesk", "AlarmNotFound", "DispatchRefused", "parse_timer_member", "timer_member"]
 
 _alarm_decoder = msgspec.json.Decoder(Alarm)
+_group_decoder = msgspec.json.Decoder(GroupState)
 _entry_decoder = msgspec.json.Decoder(Entry)
 _enc = msgspec.json.encode
+
+# Outbox entry channels (the notifier, notifier.py, reads them).
+DELIVERY = "delivery"  # a planned `Delivery` to one person over one channel
+RECHECK = "recheck"  # the alarm changed: drop its deliveries that are no longer wanted
+INTEGRATION = "integration"  # the alarm's state for MQTT integrations
 
 
 class AlarmNotFound(LookupError):
     pass
 
 
-def timer_member(tenant: str, alarm_id: str, step: int, round_: int) -> str:
-    return f"{tenant}|{alarm_id}|{step}|{round_}"
+class DispatchRefused(TransitionError):
+    """An operator's dispatch the desk will not send (not on duty in the zone, say)."""
 
 
-def parse_timer_member(member: str) -> tuple[str, str, int, int]:
-    tenant, alarm_id, step, round_ = member.split("|")
-    return tenant, alarm_id, int(step), int(round_)
+def timer_member(tenant: str, alarm_id: str, step: int, round_: int, turn: int = 0, epoch: int = 0) -> str:
+    """The timer of one runner position. Every field of the position is in it, so firing
+    (and removing) one timer can never touch the timer of a later position."""
+    return f"{tenant}|{alarm_id}|{step}|{round_}|{turn}|{epoch}"
+
+
+def parse_timer_member(member: str) -> tuple[str, str, int, int, int, int]:
+    """(tenant, alarm, step, round, turn, epoch); members written before round robin have
+    four fields and read as turn 0, epoch 0."""
+    parts = member.split("|")
+    if len(parts) == 4:
+        parts += ["0", "0"]
+    if len(parts) != 6:
+        raise ValueError(f"not a timer member: {member[:120]!r}")
+    tenant, alarm_id, step, round_, turn, epoch = parts
+    return tenant, alarm_id, int(step), int(round_), int(turn), int(epoch)
+
+
+def _ref(alarm: Alarm) -> AlarmRef:
+    return AlarmRef(alarm.id, alarm.tenant, alarm.kind, alarm.priority, alarm.home_id, alarm.zone, alarm.incident_id)
 
 
 class AlarmDesk:
@@ -87,15 +134,39 @@ class AlarmDesk:
         self,
         redis: aioredis.Redis,
         directory: Directory,
-        chains: dict[str, Chain],
+        chains: ChainBook | dict[str, Chain],
         metrics: Metrics,
         keys: Keys = KEYS,
+        incidents: IncidentConfig | None = None,
     ) -> None:
         self.redis = redis
         self.directory = directory
-        self.chains = chains
+        self.book = chains if isinstance(chains, ChainBook) else ChainBook(dict(chains))
+        self.chains = self.book.chains
         self.metrics = metrics
         self.keys = keys
+        self.incidents = incidents or IncidentConfig()
+
+    # -- the people and the chain for an alarm ---------------------------------------------
+
+    def _timezone(self, tenant: str, home_id: str) -> str | None:
+        home = self.directory.home(tenant, home_id)
+        return home.timezone if home is not None else None
+
+    def choose(self, tenant: str, home_id: str, requested: str, priority: str, kind: str, now_ms: int) -> Chain:
+        """The chain an alarm runs: `select:` in chains.yaml by priority, kind and the
+        home's local time, else the rule's own, else the console-only fallback."""
+        return choose_chain(self.book, requested, priority, kind, now_ms, self._timezone(tenant, home_id))
+
+    def context(self, alarm: Alarm, now_ms: int, chain: Chain | None = None) -> StepContext:
+        return step_context(self.directory, _ref(alarm), chain or alarm.escalation.chain, now_ms)
+
+    def _people(self, alarm: Alarm, now_ms: int, chain: Chain | None = None) -> People:
+        return people_for(self.context(alarm, now_ms, chain))
+
+    def dispatchable(self, alarm: Alarm, now_ms: int) -> list[tuple[StaffMember, StaffRole]]:
+        """Whom an operator may dispatch to this alarm: on duty in its zone now."""
+        return on_duty_in_zone(self.directory, alarm.tenant, alarm.zone, now_ms)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -125,6 +196,12 @@ class AlarmDesk:
                 alarms.extend(_alarm_decoder.decode(r) for r in raws if r is not None)
         alarms.sort(key=queue_key)
         return alarms
+
+    async def alarms_by_id(self, tenant: str, ids: list[str]) -> list[Alarm]:
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.alarm(tenant, i) for i in ids])
+        return [_alarm_decoder.decode(r) for r in raws if r is not None]
 
     async def count_open(self) -> int:
         """For the gauge on each scrape: the size of the open index, no records read."""
@@ -173,14 +250,18 @@ class AlarmDesk:
                     seen, previous = await self._watch_open(pipe, tenant, open_key, cause_key, field)
                     if seen:
                         return None
+                    members: list[tuple[Alarm, list[Entry], list[Any]]] = []
+                    group: GroupState | None = None
                     if previous is not None and previous.is_open:
-                        alarm, entries = join(previous, trigger, now_ms)
-                        actions: list[Any] = []
+                        alarm, entries, actions = self._join(previous, trigger, now_ms)
                     else:
-                        chain = self.chains.get(trigger.chain, FALLBACK_CHAIN)
-                        alarm, entries, actions = raise_alarm(str(ULID()), tenant, trigger, chain, now_ms)
                         previous = None
+                        alarm, entries, actions, group, members = await self._raise(pipe, tenant, trigger, now_ms)
                     pipe.multi()
+                    if group is not None:
+                        pipe.set(self.keys.incident_group(tenant, trigger.kind), _enc(group))
+                    for member, member_entries, member_actions in members:
+                        self._write(pipe, member, member_entries, member_actions, now_ms)
                     if previous is None:
                         pipe.hset(open_key, field, alarm.id)
                         pipe.zadd(self.keys.alarm_index(tenant), {alarm.id: alarm.raised_ms})
@@ -192,8 +273,159 @@ class AlarmDesk:
                     continue
                 self._count(alarm, previous, actions)
                 self.metrics.triggers.labels(trigger.rule).inc()
+                if members:  # this raise opened an incident
+                    self.metrics.incidents_opened.labels(alarm.kind).inc()
+                    self.metrics.incident_members.labels(alarm.kind).inc(len(members) + 1)
+                elif previous is None and alarm.incident_id:
+                    self.metrics.incident_members.labels(alarm.kind).inc()
                 return alarm
         raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
+
+    async def _raise(
+        self, pipe: Any, tenant: str, trigger: Trigger, now_ms: int
+    ) -> tuple[Alarm, list[Entry], list[Any], GroupState | None, list[tuple[Alarm, list[Entry], list[Any]]]]:
+        """A new alarm: alone, or one of an incident (escalation.incidents): the Nth alarm
+        of a kind within the window opens an incident whose one escalation is the oldest
+        member still waiting (its chain goes on; the others' stop); later ones join it
+        without chains of their own. Watches the kind's group state (and, on opening, the
+        members) so a concurrent raise of the same kind retries."""
+        t = trigger
+        chain = self.choose(tenant, t.home_id, t.chain, t.priority, t.kind, now_ms)
+        alarm_id = str(ULID())
+        if self.incidents.rule(t.kind) is None:
+            people = self._new_people(tenant, t, chain, now_ms)
+            return (*raise_alarm(alarm_id, tenant, t, chain, now_ms, people), None, [])
+        group_key = self.keys.incident_group(tenant, t.kind)
+        await pipe.watch(group_key)
+        raw = await pipe.get(group_key)
+        group, decision = decide(
+            _group_decoder.decode(raw) if raw is not None else None, alarm_id, t.kind, tenant, now_ms, self.incidents
+        )
+        if isinstance(decision, Join):
+            return (*raise_in_incident(alarm_id, tenant, t, chain, now_ms, decision.incident_id), group, [])
+        if not isinstance(decision, Open):
+            people = self._new_people(tenant, t, chain, now_ms)
+            return (*raise_alarm(alarm_id, tenant, t, chain, now_ms, people), group, [])
+        # An incident opens: the earlier members are read under WATCH and rewritten with it.
+        earlier: list[Alarm] = []
+        for member_id in decision.members[:-1]:
+            key = self.keys.alarm(tenant, member_id)
+            await pipe.watch(key)
+            found = await pipe.get(key)
+            if found is not None:
+                earlier.append(_alarm_decoder.decode(found))
+        lead = next((a for a in earlier if a.is_open and a.state == AlarmState.RAISED), None)
+        members: list[tuple[Alarm, list[Entry], list[Any]]] = []
+        for member in earlier:
+            if member is lead:
+                entry = Entry(now_ms, "incident_lead", "system", {"incident": decision.incident_id, "reason": "opened"})
+                marked = msgspec.structs.replace(member, incident_id=decision.incident_id, incident_lead=True)
+                members.append((marked, [entry], []))
+            else:
+                members.append(join_incident(member, decision.incident_id, now_ms))
+        if lead is not None:
+            return (*raise_in_incident(alarm_id, tenant, t, chain, now_ms, decision.incident_id), group, members)
+        # Everyone earlier is taken already: this one carries the incident's escalation.
+        people = self._new_people(tenant, t, chain, now_ms)
+        alarm, entries, actions = raise_alarm(alarm_id, tenant, t, chain, now_ms, people)
+        alarm = msgspec.structs.replace(alarm, incident_id=decision.incident_id, incident_lead=True)
+        return alarm, entries, actions, group, members
+
+    async def member_closed(self, alarm: Alarm, now_ms: int) -> None:
+        """After an incident member closed: take it off the incident (which closes with its
+        last member), and if it carried the incident's escalation, hand that to the oldest
+        member still waiting. Outside the member's own transaction: a crash in between
+        leaves the incident open until its quiet period ends, and the members still open
+        keep showing on the console with it."""
+        if not alarm.incident_id or alarm.is_open:
+            return
+        group_key = self.keys.incident_group(alarm.tenant, alarm.kind)
+        successor: str | None = None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(group_key)
+                    raw = await pipe.get(group_key)
+                    if raw is None:
+                        await pipe.unwatch()
+                        return
+                    group, _ = close_member(_group_decoder.decode(raw), alarm.id, now_ms)
+                    incident = group.incident
+                    if alarm.incident_lead and incident is not None and incident.id == alarm.incident_id:
+                        successor = incident.open[0] if incident.open else None
+                    pipe.multi()
+                    pipe.set(group_key, _enc(group))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        if successor is not None:
+
+            def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+                return lead_incident(a, alarm.incident_id, now_ms, self._people(a, now_ms), "lead closed")
+
+            await self._mutate(alarm.tenant, successor, fn, now_ms)
+
+    async def open_incidents(self, tenants: list[str] | None = None) -> list[GroupState]:
+        """The open incident of every (tenant, kind) that has an incident rule."""
+        out: list[GroupState] = []
+        for tenant in self.directory.tenants if tenants is None else tenants:
+            keys = [self.keys.incident_group(tenant, kind) for kind in self.incidents.rules]
+            for raw in await self.redis.mget(keys) if keys else []:
+                if raw is not None:
+                    group = _group_decoder.decode(raw)
+                    if group.incident is not None:
+                        out.append(group)
+        return out
+
+    async def resolve_incident(
+        self, tenant: str, incident_id: str, by: str, code: str, note: str, now_ms: int
+    ) -> list[str]:
+        """Close an incident as a whole: closed first (so no member takes over its
+        escalation while the others are being resolved), then every member still open is
+        resolved with the one closing code. Returns the members resolved."""
+        groups = await self.open_incidents([tenant])
+        group = next((g for g in groups if g.incident is not None and g.incident.id == incident_id), None)
+        if group is None or group.incident is None:
+            raise AlarmNotFound(incident_id)
+        group_key = self.keys.incident_group(tenant, group.kind)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_RETRIES):
+                try:
+                    await pipe.watch(group_key)
+                    raw = await pipe.get(group_key)
+                    if raw is None:
+                        raise AlarmNotFound(incident_id)
+                    closed, _ = close_incident(_group_decoder.decode(raw), incident_id, now_ms)
+                    pipe.multi()
+                    pipe.set(group_key, _enc(closed))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        resolved: list[str] = []
+        for member_id in group.incident.open:
+            try:
+                await self._mutate(tenant, member_id, lambda a: resolve(a, by, code, note, now_ms), now_ms)
+            except (AlarmNotFound, TransitionError):
+                continue  # closed meanwhile
+            resolved.append(member_id)
+        return resolved
+
+    def _new_people(self, tenant: str, trigger: Trigger, chain: Chain, now_ms: int) -> People:
+        ref = AlarmRef("", tenant, trigger.kind, trigger.priority, trigger.home_id, trigger.zone)
+        return people_for(step_context(self.directory, ref, chain, now_ms))
+
+    def _join(self, alarm: Alarm, trigger: Trigger, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
+        """A further trigger; one at a higher priority whose chain is another moves the
+        alarm to that chain from its first step (the timeline says so)."""
+        joined, entries = join(alarm, trigger, now_ms)
+        if PRIORITY_RANK.get(joined.priority, 9) >= PRIORITY_RANK.get(alarm.priority, 9):
+            return joined, entries, []
+        requested = alarm.chain_requested or trigger.chain
+        chain = self.choose(alarm.tenant, alarm.home_id, requested, joined.priority, alarm.kind, now_ms)
+        moved, more, actions = rechain(joined, chain, now_ms, self._people(joined, now_ms, chain))
+        return moved, entries + more, actions
 
     async def apply_clear(self, tenant: str, decision: Trigger, now_ms: int) -> Alarm | None:
         """A rule's clear or the resident's cancel (`decision.action`) for the open alarm
@@ -232,6 +464,8 @@ class AlarmDesk:
                 else:
                     outcome = "kept_acknowledged" if alarm.is_open else "closed"
                     self._count(alarm, previous, actions)
+                    if not alarm.is_open and alarm.incident_id:
+                        await self.member_closed(alarm, now_ms)
                 self.metrics.clears.labels(decision.action, outcome).inc()
                 return alarm
         raise RuntimeError(f"alarm for {tenant}/{field} kept changing; gave up after {MAX_RETRIES} tries")
@@ -279,7 +513,7 @@ class AlarmDesk:
             if answer == Answer.ACCEPT:
                 return accept(a, str(staff_id), by, page_id, now_ms, via)
             if answer == Answer.DECLINE:
-                return decline(a, str(staff_id), by, page_id, now_ms, via)
+                return decline(a, str(staff_id), by, page_id, now_ms, via, self._people(a, now_ms))
             if answer == Answer.EN_ROUTE:
                 return (*en_route(a, staff_id, by, now_ms, via), [])
             if answer == Answer.ON_SITE:
@@ -300,10 +534,10 @@ class AlarmDesk:
         """Carry out a due escalation timer. The timer is removed in the same transaction
         that records its effect, so a crash in between leaves it to fire again, and the
         runner's fence makes a second firing a no-op."""
-        tenant, alarm_id, step, round_ = parse_timer_member(member)
+        tenant, alarm_id, step, round_, turn, epoch = parse_timer_member(member)
 
         def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
-            new, entries, actions = timeout(a, step, round_, now_ms)
+            new, entries, actions = timeout(a, step, round_, now_ms, turn, epoch, self._people(a, now_ms))
             if actions:
                 self.metrics.timer_lateness.observe(max(0, now_ms - (a.escalation.due_ms or now_ms)) / 1000)
             return new, entries, actions
@@ -319,7 +553,21 @@ class AlarmDesk:
 
     def timer_for(self, alarm: Alarm) -> str:
         """The timer member of the alarm's running position."""
-        return timer_member(alarm.tenant, alarm.id, alarm.escalation.step, alarm.escalation.round)
+        esc = alarm.escalation
+        return timer_member(alarm.tenant, alarm.id, esc.step, esc.round, esc.turn, esc.epoch)
+
+    async def dispatch(self, alarm_id: str, staff_id: str, by: str, now_ms: int) -> Alarm:
+        """An operator pages `staff_id`, who must be on duty in the alarm's zone now."""
+        tenant = await self.tenant_of(alarm_id)
+
+        def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+            if staff_id not in {m.staff_id for m, _ in self.dispatchable(a, now_ms)}:
+                raise DispatchRefused(f"{staff_id} is not on duty in zone {a.zone or '-'} now")
+            return dispatch(a, staff_id, by, now_ms)
+
+        alarm = await self._mutate(tenant, alarm_id, fn, now_ms)
+        self.metrics.dispatches.inc()
+        return alarm
 
     async def repair_timer(self, tenant: str, alarm_id: str, now_ms: int, grace_ms: int) -> tuple[Alarm, Repair] | None:
         """Put back a missing timer (or one due later than its step), or fire an overdue
@@ -381,6 +629,8 @@ class AlarmDesk:
                 except WatchError:
                     continue
                 self._count(alarm, previous, actions)
+                if previous.is_open and not alarm.is_open and alarm.incident_id:
+                    await self.member_closed(alarm, now_ms)
                 return alarm
         raise RuntimeError(f"alarm {alarm_id} kept changing; gave up after {MAX_RETRIES} tries")
 
@@ -390,17 +640,34 @@ class AlarmDesk:
         """Queue every write of one change; returns the alarm as stored (with its new pages)."""
         tenant = alarm.tenant
         pages: list[Page] = []
+        unwanted = not alarm.is_open or alarm.state != AlarmState.RAISED
+        context: StepContext | None = None
         for action in actions:
             if isinstance(action, Schedule):
-                pipe.zadd(
-                    self.keys.timers(), {timer_member(tenant, alarm.id, action.step, action.round): action.due_ms}
-                )
+                member = timer_member(tenant, alarm.id, action.step, action.round, action.turn, action.epoch)
+                pipe.zadd(self.keys.timers(), {member: action.due_ms})
             elif isinstance(action, Unschedule):
-                pipe.zrem(self.keys.timers(), timer_member(tenant, alarm.id, action.step, action.round))
-            elif isinstance(action, Notify):
-                more, sent = self._page(pipe, alarm, action, now_ms)
+                member = timer_member(tenant, alarm.id, action.step, action.round, action.turn, action.epoch)
+                pipe.zrem(self.keys.timers(), member)
+                unwanted = True
+            elif isinstance(action, Paused):
+                unwanted = True
+            elif isinstance(action, Notify | NotifyDispatch):
+                context = context or self.context(alarm, now_ms)
+                if isinstance(action, Notify):
+                    planned = plan(_ref(alarm), alarm.escalation.chain, action, context, now_ms)
+                    position = (action.step, action.round, action.turn, action.epoch, 0)
+                else:
+                    planned = plan_dispatch(_ref(alarm), action, context, now_ms)
+                    esc = alarm.escalation
+                    position = (esc.step, esc.round, 0, esc.epoch, action.dispatch)
+                more, sent = self._queue_plan(pipe, alarm, planned, position, now_ms)
                 entries, pages = entries + more, pages + sent
         alarm = record_pages(alarm, pages)
+        if unwanted and any(p.answer is None for p in alarm.pages):
+            # Ahead of this change's own deliveries: the notifier re-checks the alarm's
+            # deliveries in flight and drops those no longer wanted (retries included).
+            pipe.xadd(self.keys.outbox(), {"channel": RECHECK, "tenant": tenant, "alarm": alarm.id})
         if not alarm.is_open:
             pipe.hdel(self.keys.open_alarms(tenant), f"{alarm.home_id}|{alarm.kind}")
         pipe.set(self.keys.alarm(tenant, alarm.id), _enc(alarm))
@@ -409,70 +676,54 @@ class AlarmDesk:
         pipe.xadd(self.keys.feed(), feed_entry(_enc(alarm_view(alarm))), maxlen=FEED_MAXLEN, approximate=True)
         pipe.xadd(
             self.keys.outbox(),
-            {"channel": "integration", "tenant": tenant, "alarm": alarm.id, "body": _enc(integration_view(alarm))},
+            {"channel": INTEGRATION, "tenant": tenant, "alarm": alarm.id, "body": _enc(integration_view(alarm))},
         )
         return alarm
 
-    def _page(self, pipe: Any, alarm: Alarm, action: Notify, now_ms: int) -> tuple[list[Entry], list[Page]]:
-        """Resolve a step's targets to people on duty now and queue their pages; returns
-        the timeline entries and the pages to keep on the alarm (replies are checked
-        against them)."""
-        step = alarm.escalation.chain.steps[action.step]
+    def _queue_plan(
+        self, pipe: Any, alarm: Alarm, planned: Plan, position: tuple[int, int, int, int, int], now_ms: int
+    ) -> tuple[list[Entry], list[Page]]:
+        """Store what the planner decided: one outbox entry per delivery, the pages to
+        check replies against, and the timeline's `paged` and `roster_warning` lines."""
+        step, round_, turn, epoch, number = position
         entries: list[Entry] = []
         pages: list[Page] = []
-        people: dict[str, str] = {}
-        for target in step.targets:
-            if target.kind == TargetKind.ROLE:
-                found = self.directory.on_duty(alarm.tenant, target.value, alarm.zone, now_ms)
-                coverage = self.directory.coverage(alarm.tenant, target.value, alarm.zone, now_ms)
-                if coverage.short:  # fewer than the roster's minimum: not on every step
-                    self.metrics.coverage_short.labels(target.value).inc()
-                    entries.append(
-                        Entry(
-                            now_ms,
-                            "roster_warning",
-                            "system",
-                            {
-                                "role": target.value,
-                                "zone": alarm.zone,
-                                "on_duty": coverage.on_duty,
-                                "minimum": coverage.minimum,
-                            },
-                        )
-                    )
-                people.update({s.staff_id: target.value for s in found})
-            elif target.kind == TargetKind.STAFF:
-                people[target.value] = "named"
-        if Channel.HANDSET in step.channels:
-            for staff_id in people:
-                page_id = f"{alarm.id}.{action.step + 1}.{action.round}.{staff_id}"
-                pages.append(Page(page_id, staff_id, action.step, action.round, now_ms))
-                pipe.xadd(
-                    self.keys.outbox(),
-                    {
-                        "channel": "mqtt",
-                        "tenant": alarm.tenant,
-                        "alarm": alarm.id,
-                        "staff": staff_id,
-                        "body": _enc(
-                            {
-                                "alarm_id": alarm.id,
-                                "kind": alarm.kind,
-                                "priority": alarm.priority,
-                                "home_id": alarm.home_id,
-                                "step": action.step + 1,
-                                "ts_ms": now_ms,
-                                "page_id": page_id,
-                                "reply_topic": replies_topic(alarm.tenant, staff_id),
-                            }
-                        ),
-                    },
+        for warning in planned.warnings:
+            if warning.kind == "coverage":
+                self.metrics.coverage_short.labels(warning.role).inc()
+                detail = {"role": warning.role, "zone": warning.zone, "on_duty": warning.on_duty}
+                entries.append(Entry(now_ms, "roster_warning", "system", {**detail, "minimum": warning.minimum}))
+            else:
+                detail = {"kind": str(warning.kind), "who": warning.recipient}
+                entries.append(Entry(now_ms, "plan_warning", "system", detail))
+        for delivery in planned.deliveries:
+            pages.append(
+                Page(
+                    delivery.page_id,
+                    delivery.recipient,
+                    step,
+                    round_,
+                    now_ms,
+                    turn=turn,
+                    dispatched=number > 0,
+                    epoch=epoch,
+                    dispatch=number,
                 )
-                entries.append(
-                    Entry(now_ms, "paged", "system", {"staff": staff_id, "channel": "mqtt", "step": action.step + 1})
-                )
+            )
+            pipe.xadd(self.keys.outbox(), _delivery_entry(delivery))
+            detail: dict[str, Any] = {
+                "recipient": delivery.recipient,
+                "channel": str(delivery.channel),
+                "address": delivery.address,
+                "page": delivery.page_id,
+                "step": step + 1,
+            }
+            if number:
+                detail["dispatched"] = True
+            entries.append(Entry(now_ms, "paged", "system", detail))
+            if is_staff(delivery.recipient):
                 # NX: the first page decides the order of a nurse's list; repeats do not move it.
-                pipe.zadd(self.keys.staff_alarms(alarm.tenant, staff_id), {alarm.id: now_ms}, nx=True)
+                pipe.zadd(self.keys.staff_alarms(alarm.tenant, delivery.recipient), {alarm.id: now_ms}, nx=True)
         return entries, pages
 
     def _count(self, alarm: Alarm, previous: Alarm | None, actions: list[Any]) -> None:
@@ -485,3 +736,7 @@ class AlarmDesk:
                 self.metrics.escalation_steps.labels(alarm.escalation.chain.name, str(action.step + 1)).inc()
             elif isinstance(action, Exhausted):
                 self.metrics.unhandled.labels(alarm.kind).inc()
+
+
+def _delivery_entry(delivery: Delivery) -> dict[str, Any]:
+    return {"channel": DELIVERY, "tenant": delivery.tenant, "alarm": delivery.alarm_id, "body": _enc(delivery)}

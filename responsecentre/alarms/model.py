@@ -14,7 +14,30 @@ from typing import Any
 import msgspec
 
 from responsecentre.escalation.chains import Chain
-from responsecentre.escalation.runner import Escalation, Exhausted, Notify, Stop, Timeout, advance, start
+from responsecentre.escalation.delivery import Delivery
+from responsecentre.escalation.runner import (
+    Decline,
+    Dispatch,
+    DispatchAccepted,
+    DispatchDeclined,
+    DispatchReleased,
+    DispatchStatus,
+    Escalation,
+    Exhausted,
+    Notify,
+    Paused,
+    People,
+    Rechain,
+    Rechained,
+    Resumed,
+    Skipped,
+    Start,
+    Stop,
+    Timeout,
+    advance,
+    dispatch_of,
+    start,
+)
 
 
 class AlarmState(StrEnum):
@@ -118,6 +141,8 @@ class Page(msgspec.Struct, frozen=True, omit_defaults=True):
     ts_ms: int
     turn: int = 0  # the position within a round-robin step
     dispatched: bool = False  # an operator's dispatch, outside the chain
+    epoch: int = 0  # the runner's epoch when it was sent (a chain move or a resume starts a new one)
+    dispatch: int = 0  # the dispatch's number (1, 2, ...) for an operator's dispatch
     answer: Answer | None = None  # accept or decline, once
     answered_ms: int | None = None
 
@@ -155,7 +180,10 @@ class Alarm(msgspec.Struct, frozen=True):
     accepted_by: str | None = None  # the staff id of the nurse who accepted (she may read the key safe)
     en_route_ms: int | None = None
     on_site_ms: int | None = None
-    pages: tuple[Page, ...] = ()
+    pages: tuple[Page, ...] = ()  # everyone told, staff and others ("relative:0", "webhook:1")
+    chain_requested: str = ""  # the chain the rule asked for: a priority jump chooses again from it
+    incident_id: str = ""  # one of an incident's members (escalation.incidents)
+    incident_lead: bool = False  # the member whose chain is the incident's one escalation
 
     @property
     def is_open(self) -> bool:
@@ -172,33 +200,59 @@ def _escalation_entries(alarm: Alarm, actions: list[Any], now_ms: int) -> tuple[
     for action in actions:
         if isinstance(action, Notify):
             step = alarm.escalation.chain.steps[action.step]
-            what = "notified" if (action.step, action.round) == (0, 0) else "escalated"
-            entries.append(
-                Entry(
-                    now_ms,
-                    what,
-                    "system",
-                    {
-                        "step": action.step + 1,
-                        "round": action.round,
-                        "targets": [f"{t.kind}:{t.value}" if t.value else str(t.kind) for t in step.targets],
-                        "channels": [str(c) for c in step.channels],
-                        "ack_within_s": step.ack_within_ms / 1000,
-                    },
-                )
-            )
+            what = "notified" if (action.step, action.round, action.turn) == (0, 0, 0) else "escalated"
+            detail: dict[str, Any] = {
+                "step": action.step + 1,
+                "round": action.round,
+                "targets": [f"{t.kind}:{t.value}" if t.value else str(t.kind) for t in step.targets],
+                "channels": [str(c) for c in step.channels],
+                "ack_within_s": (alarm.escalation.due_ms - now_ms) / 1000
+                if alarm.escalation.due_ms is not None
+                else step.ack_within_ms / 1000,
+            }
+            if step.notify != "all":
+                detail["notify"] = str(step.notify)
+                detail["turn"] = action.turn + 1
+            entries.append(Entry(now_ms, what, "system", detail))
         elif isinstance(action, Exhausted):
             alarm = msgspec.structs.replace(alarm, unhandled=True)
             entries.append(Entry(now_ms, "unhandled", "system", {"chain": alarm.escalation.chain.name}))
+        elif isinstance(action, Skipped):
+            detail = {"step": action.step + 1, "round": action.round, "reason": "nobody on duty to tell"}
+            entries.append(Entry(now_ms, "step_skipped", "system", detail))
+        elif isinstance(action, Rechained):
+            detail = {
+                "from_chain": action.from_chain,
+                "to_chain": action.to_chain,
+                "from_step": action.from_step + 1,
+                "priority": alarm.priority,
+            }
+            entries.append(Entry(now_ms, "rechained", "system", detail))
+        elif isinstance(action, Paused):
+            detail = {"staff": action.staff_id, "step": action.step + 1, "round": action.round}
+            entries.append(Entry(now_ms, "chain_paused", "system", detail))
+        elif isinstance(action, Resumed):
+            detail = {"staff": action.staff_id, "step": action.step + 1, "round": action.round}
+            entries.append(Entry(now_ms, "chain_resumed", "system", detail))
     return alarm, entries
 
 
 def raise_alarm(
-    alarm_id: str, tenant: str, trigger: Trigger, chain: Chain, now_ms: int
+    alarm_id: str, tenant: str, trigger: Trigger, chain: Chain, now_ms: int, people: People | None = None
 ) -> tuple[Alarm, list[Entry], list[Any]]:
-    """A new alarm; returns the escalation actions for the shell to carry out."""
-    escalation, actions = start(chain, now_ms)
-    alarm = Alarm(
+    """A new alarm; returns the escalation actions for the shell to carry out. `people`
+    freezes each step's recipients when it is entered (`planner.people_for`)."""
+    escalation, actions = start(chain, now_ms, people)
+    alarm = _new_alarm(alarm_id, tenant, trigger, escalation, now_ms)
+    detail = _trigger_detail(trigger)
+    detail["chain"] = chain.name
+    entries = [Entry(now_ms, "raised", trigger.rule, detail)]
+    alarm, more = _escalation_entries(alarm, actions, now_ms)
+    return alarm, entries + more, actions
+
+
+def _new_alarm(alarm_id: str, tenant: str, trigger: Trigger, escalation: Escalation, now_ms: int) -> Alarm:
+    return Alarm(
         id=alarm_id,
         tenant=tenant,
         home_id=trigger.home_id,
@@ -210,10 +264,47 @@ def raise_alarm(
         raised_ms=now_ms,
         updated_ms=now_ms,
         escalation=escalation,
+        chain_requested=trigger.chain,
     )
-    entries = [Entry(now_ms, "raised", trigger.rule, _trigger_detail(trigger))]
-    alarm, more = _escalation_entries(alarm, actions, now_ms)
-    return alarm, entries + more, actions
+
+
+def raise_in_incident(
+    alarm_id: str, tenant: str, trigger: Trigger, chain: Chain, now_ms: int, incident_id: str
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """A new alarm that joins an open incident: on the queue with the incident, paged
+    through the incident's one escalation, not its own (no actions)."""
+    alarm = _new_alarm(alarm_id, tenant, trigger, Escalation(chain=chain, stopped=True), now_ms)
+    alarm = msgspec.structs.replace(alarm, incident_id=incident_id)
+    raised = Entry(now_ms, "raised", trigger.rule, {**_trigger_detail(trigger), "chain": chain.name})
+    return alarm, [raised, Entry(now_ms, "joined_incident", "system", {"incident": incident_id})], []
+
+
+def join_incident(alarm: Alarm, incident_id: str, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
+    """An alarm already escalating on its own becomes a member of an incident that just
+    opened: its own chain stops (the incident's lead pages for all of them)."""
+    if not alarm.is_open or alarm.incident_id:
+        return alarm, [], []
+    escalation, actions = advance(alarm.escalation, Stop("incident"), now_ms)
+    new = msgspec.structs.replace(alarm, escalation=escalation, incident_id=incident_id, updated_ms=now_ms)
+    return new, [Entry(now_ms, "joined_incident", "system", {"incident": incident_id})], actions
+
+
+def lead_incident(
+    alarm: Alarm, incident_id: str, now_ms: int, people: People | None = None, reason: str = "opened"
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """This member carries the incident's escalation: its chain starts from step 1 (in a
+    new epoch, so no timer of its own earlier run can move it). Nothing happens once a
+    person has taken it."""
+    if alarm.state != AlarmState.RAISED:
+        return msgspec.structs.replace(alarm, incident_id=incident_id), [], []
+    fresh = Escalation(chain=alarm.escalation.chain, epoch=alarm.escalation.epoch + 1)
+    escalation, actions = advance(fresh, Start(), now_ms, people)
+    new = msgspec.structs.replace(
+        alarm, escalation=escalation, incident_id=incident_id, incident_lead=True, unhandled=False, updated_ms=now_ms
+    )
+    new, entries = _escalation_entries(new, actions, now_ms)
+    lead = Entry(now_ms, "incident_lead", "system", {"incident": incident_id, "reason": reason})
+    return new, [lead, *entries], actions
 
 
 def _trigger_detail(trigger: Trigger) -> dict[str, Any]:
@@ -236,10 +327,34 @@ def join(alarm: Alarm, trigger: Trigger, now_ms: int) -> tuple[Alarm, list[Entry
     return new, [Entry(now_ms, "trigger", trigger.rule, _trigger_detail(trigger))]
 
 
-def timeout(alarm: Alarm, step: int, round_: int, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
+def rechain(
+    alarm: Alarm, chain: Chain, now_ms: int, people: People | None = None
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """The alarm was raised again at a higher priority and that priority's chain is
+    another: move to it from its first step. Nothing happens once a person has taken the
+    alarm, or when the chain is the one already running."""
+    if alarm.state != AlarmState.RAISED:
+        return alarm, [], []
+    escalation, actions = advance(alarm.escalation, Rechain(chain), now_ms, people)
+    if not actions:
+        return alarm, [], []
+    alarm = msgspec.structs.replace(alarm, escalation=escalation, updated_ms=now_ms)
+    alarm, entries = _escalation_entries(alarm, actions, now_ms)
+    return alarm, entries, actions
+
+
+def timeout(
+    alarm: Alarm,
+    step: int,
+    round_: int,
+    now_ms: int,
+    turn: int = 0,
+    epoch: int = 0,
+    people: People | None = None,
+) -> tuple[Alarm, list[Entry], list[Any]]:
     if not alarm.is_open:
         return alarm, [], []
-    escalation, actions = advance(alarm.escalation, Timeout(step, round_), now_ms)
+    escalation, actions = advance(alarm.escalation, Timeout(step, round_, turn, epoch), now_ms, people)
     if not actions:
         return alarm, [], []
     alarm = msgspec.structs.replace(alarm, escalation=escalation, updated_ms=now_ms)
@@ -345,9 +460,18 @@ def record_pages(alarm: Alarm, pages: list[Page]) -> Alarm:
     return msgspec.structs.replace(alarm, pages=alarm.pages + tuple(pages)) if pages else alarm
 
 
+RELATIVE_PREFIX = "relative:"
+WEBHOOK_PREFIX = "webhook:"
+
+
+def is_staff(recipient: str) -> bool:
+    """A page's recipient who can answer: staff, not a relative or a webhook."""
+    return not recipient.startswith((RELATIVE_PREFIX, WEBHOOK_PREFIX))
+
+
 def _page_for(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
     """The page a reply answers: the one it quotes, else the person's latest."""
-    mine = [p for p in alarm.pages if p.staff_id == staff_id]
+    mine = [p for p in alarm.pages if p.staff_id == staff_id and is_staff(p.staff_id)]
     if page_id is not None:
         mine = [p for p in mine if p.page_id == page_id]
     if not mine:
@@ -356,21 +480,43 @@ def _page_for(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
     return mine[-1]
 
 
+def _dispatch_open(alarm: Alarm, page: Page) -> bool:
+    """A dispatch page is live while it is the person's latest dispatch and still unanswered."""
+    latest = dispatch_of(alarm.escalation, page.staff_id)
+    return latest is not None and latest.number == page.dispatch and latest.status == DispatchStatus.PAGED
+
+
 def page_is_live(alarm: Alarm, page: Page) -> bool:
-    """A page may be answered while its step is the chain's running position (an
-    operator's dispatch: until it is answered). Once the chain is exhausted (UNHANDLED)
-    every page stays answerable: an alarm nobody took must never turn a taker away."""
+    """A page may be answered while its position (epoch, step, round, turn) is the chain's
+    running one; an operator's dispatch while it is open. Once the chain is exhausted
+    (UNHANDLED) every page stays answerable: an alarm nobody took must never turn a taker
+    away."""
     if not alarm.is_open:
         return False
     if page.dispatched:
-        return True
+        return _dispatch_open(alarm, page)
     escalation = alarm.escalation
     if escalation.exhausted:
         return True
-    if escalation.stopped:
+    if escalation.stopped or escalation.paused:
         return False
-    turn = getattr(escalation, "turn", 0)
-    return (page.step, page.round, page.turn) == (escalation.step, escalation.round, turn)
+    position = (page.epoch, page.step, page.round, page.turn)
+    return position == (escalation.epoch, escalation.step, escalation.round, escalation.turn)
+
+
+def delivery_wanted(alarm: Alarm, delivery: Delivery) -> bool:
+    """Whether a delivery still waiting in the outbox (or between a channel's retries)
+    should go out: its page unanswered and still live, and nobody has taken the alarm.
+    An ack, a clear, an accept, a decline or the chain moving on makes it unwanted, and
+    the notifier drops it rather than page someone about an alarm that is in hand."""
+    if not alarm.is_open:
+        return False
+    page = next((p for p in reversed(alarm.pages) if p.page_id == delivery.page_id), None)
+    if page is None or page.answer is not None:
+        return False
+    if page.dispatched:
+        return alarm.accepted_by is None and _dispatch_open(alarm, page)
+    return alarm.state == AlarmState.RAISED and page_is_live(alarm, page)
 
 
 def _answerable(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
@@ -379,8 +525,13 @@ def _answerable(alarm: Alarm, staff_id: str, page_id: str | None) -> Page:
     page = _page_for(alarm, staff_id, page_id)
     if page.answer is not None:
         raise ReplyRejected("already_answered", f"page {page.page_id} was already answered: {page.answer}")
-    if alarm.state != AlarmState.RAISED:
-        taker = alarm.acknowledged_by or "someone"
+    # A dispatch may follow an operator's own ack (she talked to the resident and sends a
+    # nurse): it is answerable until a person has accepted the alarm.
+    taken = alarm.state != AlarmState.RAISED
+    if page.dispatched:
+        taken = alarm.accepted_by is not None or alarm.state not in (AlarmState.RAISED, AlarmState.ACKNOWLEDGED)
+    if taken:
+        taker = alarm.acknowledged_by or alarm.accepted_by or "someone"
         raise ReplyRejected("already_taken", f"alarm {alarm.id} was already taken by {taker}")
     if not page_is_live(alarm, page):
         raise ReplyRejected(
@@ -397,12 +548,24 @@ def _answered(alarm: Alarm, page: Page, answer: Answer, now_ms: int) -> tuple[Pa
 def accept(
     alarm: Alarm, staff_id: str, by: str, page_id: str | None, now_ms: int, via: str = "http"
 ) -> tuple[Alarm, list[Entry], list[Any]]:
-    """The paged nurse takes the alarm: it is hers (she may now read the key safe), and
-    the chain stops as on an operator's ack."""
+    """The paged nurse takes the alarm: it is hers (she may now read the key safe). A
+    chain page stops the chain as an operator's ack does; a dispatch only pauses it, so
+    that the chain picks up again if she hands it back (`release`)."""
     page = _answerable(alarm, staff_id, page_id)
-    acked, _, actions = acknowledge(alarm, by, now_ms)
+    if page.dispatched:
+        escalation, actions = advance(alarm.escalation, DispatchAccepted(staff_id), now_ms)
+        acked = msgspec.structs.replace(
+            alarm,
+            state=AlarmState.ACKNOWLEDGED,
+            escalation=escalation,
+            acknowledged_ms=alarm.acknowledged_ms or now_ms,
+            acknowledged_by=alarm.acknowledged_by or by,
+            updated_ms=now_ms,
+        )
+    else:
+        acked, _, actions = acknowledge(alarm, by, now_ms)
     new = msgspec.structs.replace(acked, accepted_by=staff_id, pages=_answered(alarm, page, Answer.ACCEPT, now_ms))
-    detail = {
+    detail: dict[str, Any] = {
         "staff": staff_id,
         "page": page.page_id,
         "step": page.step + 1,
@@ -411,40 +574,102 @@ def accept(
     }
     if page.dispatched:
         detail["dispatched"] = True
-    return new, [Entry(now_ms, "accepted", by, detail)], actions
+    new, more = _escalation_entries(new, actions, now_ms)
+    return new, [Entry(now_ms, "accepted", by, detail), *more], actions
 
 
 def decline(
-    alarm: Alarm, staff_id: str, by: str, page_id: str | None, now_ms: int, via: str = "http"
+    alarm: Alarm,
+    staff_id: str,
+    by: str,
+    page_id: str | None,
+    now_ms: int,
+    via: str = "http",
+    people: People | None = None,
 ) -> tuple[Alarm, list[Entry], list[Any]]:
     """The paged nurse cannot take it. Recorded on her page; the chain moves on at once
     when the runner says so (round robin: the next person; all at once: when everyone
-    paged in the step has declined)."""
+    paged in the step has declined). The dispatched nurse who accepted and then declines
+    hands the alarm back (`release`)."""
+    held = _held_dispatch(alarm, staff_id, page_id)
+    if held is not None:
+        return release(alarm, held, by, now_ms, via, people)
     page = _answerable(alarm, staff_id, page_id)
     alarm = msgspec.structs.replace(alarm, pages=_answered(alarm, page, Answer.DECLINE, now_ms), updated_ms=now_ms)
-    entries = [
-        Entry(now_ms, "declined", by, {"staff": staff_id, "page": page.page_id, "step": page.step + 1, "via": via})
-    ]
-    actions: list[Any] = []
-    if not page.dispatched:
-        escalation, actions = advance(alarm.escalation, _decline_event(alarm, page), now_ms)
-        if actions:
-            alarm = msgspec.structs.replace(alarm, escalation=escalation)
-            alarm, more = _escalation_entries(alarm, actions, now_ms)
-            entries += more
+    detail: dict[str, Any] = {"staff": staff_id, "page": page.page_id, "step": page.step + 1, "via": via}
+    if page.dispatched:
+        detail["dispatched"] = True
+    entries = [Entry(now_ms, "declined", by, detail)]
+    event: Any = DispatchDeclined(staff_id) if page.dispatched else _decline_event(alarm, page)
+    escalation, actions = advance(alarm.escalation, event, now_ms, people)
+    if escalation is not alarm.escalation:
+        alarm = msgspec.structs.replace(alarm, escalation=escalation)
+        alarm, more = _escalation_entries(alarm, actions, now_ms)
+        entries += more
     return alarm, entries, actions
 
 
-def _decline_event(alarm: Alarm, page: Page) -> Any:
-    from responsecentre.escalation.runner import Decline
+def _held_dispatch(alarm: Alarm, staff_id: str, page_id: str | None) -> Page | None:
+    """The dispatch page `staff_id` accepted and still holds, if the reply is about it."""
+    if not alarm.is_open or alarm.accepted_by != staff_id:
+        return None
+    for page in reversed(alarm.pages):
+        if page.staff_id == staff_id and page.dispatched and page.answer == Answer.ACCEPT:
+            if page_id is None or page.page_id == page_id:
+                return page
+            return None
+    return None
 
-    declined = frozenset(p.staff_id for p in alarm.pages if _same_position(p, page) and p.answer == Answer.DECLINE)
-    paged = frozenset(p.staff_id for p in alarm.pages if _same_position(p, page) and not p.dispatched)
-    return Decline(page.staff_id, page.step, page.round, page.turn, everyone=declined >= paged)
+
+def release(
+    alarm: Alarm, page: Page, by: str, now_ms: int, via: str = "http", people: People | None = None
+) -> tuple[Alarm, list[Entry], list[Any]]:
+    """The dispatched nurse hands back an alarm she accepted (before she is on site): it
+    is nobody's again, and a chain she paused starts its step afresh."""
+    if alarm.state not in (AlarmState.ACKNOWLEDGED, AlarmState.EN_ROUTE):
+        raise ReplyRejected("bad_state", f"alarm {alarm.id} is {alarm.state}; it can no longer be handed back")
+    escalation, actions = advance(alarm.escalation, DispatchReleased(page.staff_id), now_ms, people)
+    resumed = any(isinstance(a, Resumed) for a in actions)
+    new = msgspec.structs.replace(
+        alarm,
+        escalation=escalation,
+        accepted_by=None,
+        en_route_ms=None,
+        pages=_answered(alarm, page, Answer.DECLINE, now_ms),
+        updated_ms=now_ms,
+    )
+    if resumed:  # she held it for the chain: back on the queue as nobody's
+        new = msgspec.structs.replace(new, state=AlarmState.RAISED, acknowledged_ms=None, acknowledged_by=None)
+    else:  # an operator had it before the dispatch and still has it
+        new = msgspec.structs.replace(new, state=AlarmState.ACKNOWLEDGED)
+    detail = {"staff": page.staff_id, "page": page.page_id, "via": via, "chain_resumed": resumed}
+    new, more = _escalation_entries(new, actions, now_ms)
+    return new, [Entry(now_ms, "released", by, detail), *more], actions
+
+
+def dispatch(alarm: Alarm, staff_id: str, by: str, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
+    """An operator pages a chosen person outside the chain. The shell plans the page
+    (`NotifyDispatch`) and records it; the person answers it like a chain page."""
+    if not alarm.is_open:
+        raise TransitionError(f"alarm {alarm.id} is already {alarm.state}")
+    if alarm.state == AlarmState.ON_SITE:
+        raise TransitionError(f"alarm {alarm.id} is on site: someone is with the resident")
+    escalation, actions = advance(alarm.escalation, Dispatch(staff_id), now_ms)
+    if not actions:
+        raise TransitionError(f"{staff_id} is already dispatched to alarm {alarm.id} and has not declined")
+    new = msgspec.structs.replace(alarm, escalation=escalation, updated_ms=now_ms)
+    return new, [Entry(now_ms, "dispatch", by, {"staff": staff_id})], actions
+
+
+def _decline_event(alarm: Alarm, page: Page) -> Decline:
+    same = [p for p in alarm.pages if _same_position(p, page) and not p.dispatched and is_staff(p.staff_id)]
+    declined = frozenset(p.staff_id for p in same if p.answer == Answer.DECLINE)
+    paged = frozenset(p.staff_id for p in same)
+    return Decline(page.staff_id, page.step, page.round, page.turn, page.epoch, everyone=declined >= paged)
 
 
 def _same_position(a: Page, b: Page) -> bool:
-    return (a.step, a.round, a.turn) == (b.step, b.round, b.turn)
+    return (a.epoch, a.step, a.round, a.turn) == (b.epoch, b.step, b.round, b.turn)
 
 
 def _mine(alarm: Alarm, staff_id: str | None) -> None:

@@ -44,6 +44,11 @@ def alarm_view(alarm: Alarm) -> dict[str, Any]:
         "closed_by": alarm.closed_by,
         "closing_code": alarm.closing_code,
         "triggers": alarm.triggers,
+        "paused": esc.paused,
+        "turn": esc.turn + 1,
+        "dispatches": [{"staff_id": d.staff_id, "status": str(d.status)} for d in esc.dispatches],
+        "incident_id": alarm.incident_id or None,
+        "incident_lead": alarm.incident_lead,
     }
 
 

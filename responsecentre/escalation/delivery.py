@@ -93,6 +93,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # this try failed; it may be retried
     DEAD = "dead"  # the last try failed; dead-lettered
     FELL_BACK = "fell_back"  # no receipt in time: the next channel was used
+    CANCELLED = "cancelled"  # no longer wanted (the alarm was taken, cleared or moved on): not sent
 
 
 class Receipt(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -71,7 +71,7 @@ class Ingest:
 
     async def run(self) -> None:
         while True:
-            reraise_if_stopping()  # a stop that wait_for swallowed in _next_batch (see notify.py)
+            reraise_if_stopping()  # a stop that wait_for swallowed in _next_batch (see notifier.py)
             batch = await self._next_batch()
             try:
                 await self._store(batch)

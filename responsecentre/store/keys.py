@@ -60,12 +60,21 @@ class Keys:
         return f"{self.prefix}:{tenant}:cause:{cause}"
 
     def timers(self) -> str:
-        """Sorted set: escalation timers, member "{tenant}|{alarm}|{step}|{round}", score due ms."""
+        """Sorted set: escalation timers, member "{tenant}|{alarm}|{step}|{round}|{turn}|{epoch}"
+        (older members have only the first four), score due ms."""
         return f"{self.prefix}:timers"
 
     def outbox(self) -> str:
         """Stream: notifications to deliver, written in the same transaction as the alarm."""
         return f"{self.prefix}:outbox"
+
+    def incident_group(self, tenant: str, kind: str) -> str:
+        """String: the incidents state of (tenant, alarm kind) (escalation.incidents.GroupState)."""
+        return f"{self.prefix}:{tenant}:incident-group:{kind}"
+
+    def delivery_dead_letters(self) -> str:
+        """Stream: deliveries that got no receipt on any channel (deliveries.deadletter)."""
+        return f"{self.prefix}:deliveries:dead"
 
     def feed(self) -> str:
         """Stream: every alarm change, for the console's WebSocket (resumable by id)."""

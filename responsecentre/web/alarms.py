@@ -29,6 +29,8 @@ from responsecentre.web.models import (
     AlarmList,
     AlarmView,
     ClosingCodes,
+    DispatchableList,
+    DispatchBody,
     NoteBody,
     PageAnswerBody,
     ResidentView,
@@ -231,6 +233,37 @@ async def note_alarm(
     """Add a line to the alarm's timeline, open or closed: the record is what is audited later."""
     result = await act(ctx, who, alarm_id, lambda: ctx.desk.note(alarm_id, who.username, body.text, ctx.clock()))
     await audit(ctx, who, "note", alarm=alarm_id)
+    return result
+
+
+@router.get("/alarms/{alarm_id}/dispatchable", response_model=DispatchableList, responses={**PROTECTED, **NOT_FOUND})
+async def dispatchable(
+    alarm_id: str, ctx: Ctx, who: Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))]
+) -> dict[str, Any]:
+    """Whom the operator may dispatch now: everyone on duty in the alarm's zone (not
+    operators), each role in roster order. Names and roles only, no contact details."""
+    alarm = await visible_alarm(ctx, who, alarm_id)
+    staff = ctx.desk.dispatchable(alarm, ctx.clock())
+    return {
+        "zone": alarm.zone,
+        "staff": [{"staff_id": m.staff_id, "name": m.name, "role": str(role)} for m, role in staff],
+    }
+
+
+@router.post("/alarms/{alarm_id}/dispatch", response_model=AlarmView, responses=ACTION_ERRORS)
+async def dispatch_alarm(
+    alarm_id: str,
+    body: DispatchBody,
+    ctx: Ctx,
+    who: Annotated[Principal, Depends(require(Role.OPERATOR, Role.ADMIN))],
+) -> dict[str, Any]:
+    """Page a chosen person outside the chain (GET .../dispatchable lists who may be
+    chosen). She answers like any page; while she has accepted, the chain waits. 409 when
+    she is not on duty in the zone, is already dispatched and has not declined, or the
+    alarm is closed or someone is on site."""
+    staff_id = body.staff_id
+    result = await act(ctx, who, alarm_id, lambda: ctx.desk.dispatch(alarm_id, staff_id, who.username, ctx.clock()))
+    await audit(ctx, who, "dispatch", alarm=alarm_id, staff=body.staff_id)
     return result
 
 

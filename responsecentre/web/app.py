@@ -23,7 +23,20 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from responsecentre.web import alarms, devices, events, feed, health, pages, rules, session, silences, users
+from responsecentre.web import (
+    alarms,
+    devices,
+    events,
+    feed,
+    health,
+    incidents,
+    pages,
+    rosters,
+    rules,
+    session,
+    silences,
+    users,
+)
 from responsecentre.web.auth import CSRF_HEADER, SESSION_COOKIE
 from responsecentre.web.context import AppContext
 from responsecentre.web.pages import STATIC
@@ -209,7 +222,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
-    for module in (pages, session, health, alarms, devices, events, silences, rules, users, feed):
+    for module in (pages, session, health, alarms, incidents, devices, events, silences, rosters, rules, users, feed):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -38,6 +38,10 @@ class PageAnswerBody(BaseModel):
     )
 
 
+class DispatchBody(BaseModel):
+    staff_id: str = Field(min_length=1, max_length=100, description="someone on duty in the alarm's zone now")
+
+
 class NoteBody(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_TEXT)
 
@@ -61,6 +65,11 @@ class ValidationProblem(BaseModel):
     """A 422: where and why, never the rejected input (it may be huge or personal)."""
 
     detail: list[FieldProblem]
+
+
+class DispatchView(BaseModel):
+    staff_id: str
+    status: str = Field(description="paged | accepted | declined | released")
 
 
 class AlarmView(BaseModel):
@@ -89,6 +98,42 @@ class AlarmView(BaseModel):
     closed_by: str | None
     closing_code: str | None
     triggers: int
+    paused: bool = Field(default=False, description="the chain waits: a dispatched person has the alarm")
+    turn: int = Field(default=1, description="the person's place in a round-robin step (1-based)")
+    dispatches: list[DispatchView] = []
+    incident_id: str | None = Field(default=None, description="the incident this alarm is a member of")
+    incident_lead: bool = Field(default=False, description="its chain is the incident's one escalation")
+
+
+class Dispatchable(BaseModel):
+    staff_id: str
+    name: str
+    role: str
+
+
+class DispatchableList(BaseModel):
+    zone: str
+    staff: list[Dispatchable]
+
+
+class IncidentView(BaseModel):
+    id: str
+    tenant: str
+    kind: str
+    opened_at: str | None
+    last_join_at: str | None
+    members: list[str] = Field(description="alarm ids in the order they joined")
+    open: list[str] = Field(description="the members not yet closed")
+    lead: str | None = Field(description="the member whose chain is the incident's one escalation")
+    unlisted: int = Field(description="members beyond the listed ones: counted, not listed")
+
+
+class IncidentList(BaseModel):
+    incidents: list[IncidentView]
+
+
+class IncidentResolved(BaseModel):
+    resolved: list[str]
 
 
 class EntryView(BaseModel):

@@ -33,7 +33,7 @@
       "queue.title": "Alarm queue",
       "queue.empty": "No open alarms.",
       "queue.stale": "The list may be out of date until the connection is back.",
-      "keys.help": "Keys: j / k move · Enter details · a acknowledge · r resolve · Esc close",
+      "keys.help": "Keys: j / k move · Enter details (on an incident: show or hide its alarms) · a acknowledge · r resolve · Esc close",
       "col.priority": "Priority",
       "col.kind": "Alarm",
       "col.home": "Home",
@@ -45,6 +45,8 @@
       "col.actions": "Actions",
       unhandled: "UNHANDLED",
       "step.round": "round {round}",
+      "step.paused": "paused",
+      "step.viaIncident": "via the incident",
       "action.ack": "Acknowledge",
       "action.resolve": "Resolve",
       "action.ackLabel": "Acknowledge {kind} alarm at {home}",
@@ -53,8 +55,37 @@
       "action.resolved": "Resolved: {kind} at {home}.",
       "announce.new": "New {priority} alarm: {kind} at {home}.",
       "announce.unhandled": "Alarm UNHANDLED: {kind} at {home}.",
-      "detail.close": "Close",
+      "announce.incident": "New incident: {kind}. Its alarms are grouped in one row of the queue.",
+      "incident.title": "Incident: {kind} × {count}",
+      "incident.homes": "{count} homes",
+      "incident.home": "1 home",
+      "incident.expand": "Show the {count} alarms of the incident {kind}",
+      "incident.collapse": "Hide the {count} alarms of the incident {kind}",
+      "incident.member": "(in incident)",
+      "incident.lead": "Lead",
+      "incident.leadTitle": "This alarm's alert chain pages for the whole incident",
+      "incident.noLead": "No escalation",
+      "incident.resolve": "Resolve incident",
+      "incident.resolveLabel": "Resolve the incident {kind} with its {count} alarms",
+      "incident.resolveTitle": "Resolve incident",
+      "incident.resolveSubject": "Incident: {kind} × {count} — every alarm still open in it is resolved with this code.",
+      "incident.resolved": "Resolved incident {kind}: {count} alarms.",
+      "incident.notFound": "The incident is no longer open (it may have been resolved already).",
+      "dispatch.open": "Dispatch…",
+      "dispatch.openLabel": "Dispatch someone to {kind} alarm at {home}",
+      "dispatch.title": "Dispatch someone",
+      "dispatch.loading": "Loading who is on duty…",
+      "dispatch.failed": "Could not load who is on duty. Try again.",
+      "dispatch.none": "Nobody is on duty in zone {zone} now.",
+      "dispatch.zone": "On duty in zone {zone} now:",
+      "dispatch.pick": "Dispatch {name} ({role})",
+      "dispatch.sending": "Dispatching {name}…",
+      "dispatch.done": "Dispatched {name}: {status}.",
+      "dispatch.refused": "Not dispatched: {reason}",
+      "dispatch.close": "Close the list",
+      "dispatch.already": "already {status}",
       "detail.timeline": "Timeline",
+      "detail.close": "Close",
       "detail.loading": "Loading…",
       "detail.failed": "Could not load the alarm details.",
       "detail.closed": "This alarm is no longer in the queue.",
@@ -71,7 +102,14 @@
       "field.acknowledged": "Acknowledged",
       "field.triggers": "Triggers",
       "field.ackBy": "{time} by {who}",
+      "field.dispatches": "Dispatched",
+      "field.acceptedBy": "Accepted by",
+      "field.incident": "Incident",
+      "incident.leadField": "{id} — this alarm pages for the incident",
       "chain.value": "{chain}, step {step} of {steps}",
+      "chain.turn": "person {turn} in turn",
+      "chain.paused": "paused — held by {staff}",
+      "chain.pausedNobody": "paused",
       "resolve.title": "Resolve alarm",
       "resolve.code": "Closing code",
       "resolve.note": "Note (optional)",
@@ -85,6 +123,31 @@
       "error.conflict": "Not possible now: {detail}",
       "error.forbidden": "Not allowed: {detail}",
       "error.notFound": "The alarm is no longer there.",
+      "tl.delivery": "{channel} to {address}: {outcome}",
+      "tl.deliveryTook": "in {duration}",
+      "tl.deliveryTry": "try {try}",
+      "tl.deliveryFallback": "next: {fallback}",
+      "tl.deliveryFailed": "No channel reached {recipient} ({count} tried).",
+      "tl.paged": "{recipient} by {channel} ({address}), step {step}",
+      "tl.pagedDispatched": "{recipient} by {channel} ({address}), dispatched",
+      "tl.declined": "{staff} cannot take it (step {step})",
+      "tl.declinedDispatched": "{staff} cannot take it (dispatched)",
+      "tl.accepted": "{staff} takes it, after {waited}",
+      "tl.acceptedDispatched": "{staff} takes it (dispatched), after {waited}",
+      "tl.released": "{staff} hands it back",
+      "tl.releasedResumed": "{staff} hands it back; the alert chain starts again",
+      "tl.dispatch": "{staff} paged by the operator",
+      "tl.chainPaused": "The alert chain waits at step {step}: {staff} has the alarm",
+      "tl.chainResumed": "The alert chain starts again at step {step} ({staff} handed it back)",
+      "tl.rechained": "From chain {from} to {to} (priority {priority})",
+      "tl.stepSkipped": "Step {step} skipped: nobody on duty to tell",
+      "tl.rosterWarning": "Only {on_duty} {role} on duty in zone {zone} (minimum {minimum})",
+      "tl.joinedIncident": "Member of incident {incident}",
+      "tl.incidentLead": "Pages for incident {incident} ({reason})",
+      "tl.enRoute": "{staff} is on the way",
+      "tl.onSite": "{staff} is with the resident",
+      "tl.onSiteTravel": "{staff} is with the resident, {travel} after setting off",
+      "tl.via": "via {via}",
       "login.title": "Sign in",
       "login.username": "User name",
       "login.password": "Password",
@@ -127,6 +190,38 @@
         medication_review: "Doses missed this week",
         battery_critical: "Battery almost flat"
       },
+      role: {
+        nurse: "Nurse",
+        team_lead: "Team lead",
+        technician: "Technician",
+        operator: "Operator",
+        admin: "Admin"
+      },
+      dispatchStatus: {
+        paged: "Paged",
+        accepted: "Accepted",
+        declined: "Declined",
+        released: "Handed back"
+      },
+      outcome: {
+        delivered: "delivered",
+        failed: "failed, will retry",
+        fell_back: "failed, trying the next contact",
+        dead: "not delivered",
+        cancelled: "cancelled (no longer needed)"
+      },
+      channel: {
+        handset: "Handset",
+        sms: "SMS",
+        email: "E-mail",
+        webhook: "Webhook",
+        console: "Console",
+        mqtt: "Handset"
+      },
+      planWarning: {
+        unknown_staff: "{who} is not on the roster (paged on the handset anyway)",
+        no_contact: "{who} cannot be reached over this step's channels"
+      },
       what: {
         raised: "Raised",
         trigger: "Trigger",
@@ -141,7 +236,20 @@
         resolved: "Resolved",
         cancelled: "Cancelled",
         unhandled: "UNHANDLED — alert chain exhausted",
-        note: "Note"
+        note: "Note",
+        paged: "Paged",
+        delivery: "Delivery",
+        delivery_failed: "Delivery failed",
+        released: "Handed back",
+        dispatch: "Dispatched",
+        chain_paused: "Alert chain paused",
+        chain_resumed: "Alert chain resumed",
+        rechained: "Alert chain changed",
+        step_skipped: "Step skipped",
+        roster_warning: "Roster warning",
+        plan_warning: "Paging problem",
+        joined_incident: "Joined incident",
+        incident_lead: "Incident escalation"
       }
     }
   };
@@ -335,8 +443,24 @@
   var failedAttempts = 0;
   var closingCodes = null;
   var resolveTarget = null;
-  var pending = {}; // "ack:ID" -> true while a request is in flight
+  var resolveIncidentTarget = null; // {id, tenant, kind, count} while the dialog resolves an incident
+  var pending = {}; // "ack:ID", "dispatch:ID", "incident:ID" -> true while a request is in flight
   var noticeTimer = null;
+  var userRole = null; // from /api/me; actions for operators and admins wait for it
+  var staffNames = {}; // staff id -> name, from the dispatch lists seen
+  var dispatchFor = null; // the alarm whose dispatch list is open
+  var dispatchToken = 0;
+  var announcedIncidents = new Set();
+
+  /** Operators and admins dispatch people and resolve incidents (the API checks too). */
+  function canManage() {
+    return userRole === "operator" || userRole === "admin";
+  }
+
+  function staffText(id) {
+    if (id == null || id === "") return "?";
+    return Object.prototype.hasOwnProperty.call(staffNames, id) ? staffNames[id] + " (" + id + ")" : String(id);
+  }
 
   function isOpen(alarm) {
     return alarm && !CLOSED_STATES[alarm.state];
@@ -373,6 +497,7 @@
     if (!alarm.steps) return "–";
     var text = (alarm.step || 0) + "/" + alarm.steps;
     if (alarm.round) text += " · " + t("step.round", { round: alarm.round + 1 });
+    if (alarm.paused) text += " · " + t("step.paused");
     return text;
   }
 
@@ -386,10 +511,88 @@
 
   var COLUMNS = ["priority", "kind", "home", "zone", "state", "step", "waiting", "triggers", "actions"];
 
-  function buildRow(id) {
+  // Every row of the queue has a key: an alarm row its alarm id, an incident row
+  // INCIDENT_KEY + the incident id. `rows` and `selectedId` use these keys.
+  var INCIDENT_KEY = "incident:";
+  var MEMBERS_SHOWN = 5; // an incident with more members starts collapsed
+  var expandedIncidents = new Map(); // incident id -> true/false, once the operator chose
+  var shownItems = []; // the rows of the last render, in order
+  var incidentsById = new Map(); // incident id -> group, from the last render
+
+  function incidentKey(id) {
+    return INCIDENT_KEY + id;
+  }
+
+  function isIncidentKey(key) {
+    return typeof key === "string" && key.indexOf(INCIDENT_KEY) === 0;
+  }
+
+  function isExpanded(group) {
+    if (expandedIncidents.has(group.id)) return expandedIncidents.get(group.id);
+    return group.members.length <= MEMBERS_SHOWN;
+  }
+
+  /**
+   * The queue as rows, in order. An alarm of an incident is not a row of its own at the top
+   * level: the incident is one row at the place of its first member (queue order), followed
+   * by its members unless it is collapsed. So 300 device_offline alarms are one row.
+   */
+  function queueItems() {
+    var list = sortedAlarms();
+    var top = [];
+    var groups = new Map();
+    for (var i = 0; i < list.length; i++) {
+      var alarm = list[i];
+      if (!alarm.incident_id) {
+        top.push({ key: alarm.id, alarm: alarm });
+        continue;
+      }
+      var group = groups.get(alarm.incident_id);
+      if (!group) {
+        group = { id: alarm.incident_id, key: incidentKey(alarm.incident_id), tenant: alarm.tenant, kind: alarm.kind, members: [], lead: null };
+        groups.set(alarm.incident_id, group);
+        top.push({ key: group.key, incident: group });
+      }
+      group.members.push(alarm);
+      if (alarm.incident_lead && !group.lead) group.lead = alarm;
+    }
+    var items = [];
+    for (var j = 0; j < top.length; j++) {
+      items.push(top[j]);
+      var inc = top[j].incident;
+      if (inc && isExpanded(inc)) {
+        for (var m = 0; m < inc.members.length; m++) {
+          items.push({ key: inc.members[m].id, alarm: inc.members[m], member: inc });
+        }
+      }
+    }
+    incidentsById = groups;
+    return items;
+  }
+
+  function indexOfKey(items, key) {
+    for (var i = 0; i < items.length; i++) {
+      if (items[i].key === key) return i;
+    }
+    return -1;
+  }
+
+  function itemFor(key) {
+    var index = indexOfKey(shownItems, key);
+    return index < 0 ? null : shownItems[index];
+  }
+
+  function incidentNames(group) {
+    return { kind: label("kind", group.kind), count: group.members.length };
+  }
+
+  function buildRow(key, isIncident) {
     // Explicit roles: at narrow widths (200 % zoom) CSS lays rows out as cards, and some
     // browsers drop table semantics when a row's display changes.
-    var tr = el("tr", { className: "alarm", role: "row", "data-alarm-id": id, tabindex: "-1" });
+    var attrs = { className: isIncident ? "incident" : "alarm", role: "row", "data-key": key, tabindex: "-1" };
+    if (isIncident) attrs["data-incident-id"] = key.slice(INCIDENT_KEY.length);
+    else attrs["data-alarm-id"] = key;
+    var tr = el("tr", attrs);
     for (var i = 0; i < COLUMNS.length; i++) {
       // data-label: the column's name, shown above the value in the card layout.
       tr.appendChild(el("td", { className: "c-" + COLUMNS[i], role: "cell", "data-label": t("col." + COLUMNS[i]) }));
@@ -397,12 +600,14 @@
     return tr;
   }
 
-  function fillRow(tr, alarm) {
+  function fillRow(tr, alarm, group) {
     var cells = tr.children;
     tr.setAttribute("data-state", alarm.state);
     tr.setAttribute("data-priority", alarm.priority);
     tr.setAttribute("data-unhandled", alarm.unhandled ? "true" : "false");
-    tr.className = "alarm" + (alarm.unhandled ? " unhandled" : "") +
+    if (group) tr.setAttribute("data-incident-id", group.id);
+    else tr.removeAttribute("data-incident-id");
+    tr.className = "alarm" + (alarm.unhandled ? " unhandled" : "") + (group ? " member" : "") +
       (alarm.id === selectedId ? " selected" : "") + (tr.classList.contains("fresh") ? " fresh" : "");
     tr.setAttribute("aria-selected", alarm.id === selectedId ? "true" : "false");
 
@@ -411,14 +616,25 @@
     if (alarm.unhandled) prio.appendChild(el("span", { className: "badge badge-unhandled", text: t("unhandled") }));
     prio.appendChild(el("span", { className: "prio prio-" + alarm.priority, text: label("priority", alarm.priority) }));
 
-    cells[1].textContent = kindText(alarm);
+    cells[1].textContent = "";
+    if (group) {
+      cells[1].appendChild(el("span", { className: "member-mark", "aria-hidden": "true", text: "↳ " }));
+      cells[1].appendChild(document.createTextNode(kindText(alarm)));
+      cells[1].appendChild(el("span", { className: "visually-hidden", text: " " + t("incident.member") }));
+      if (alarm.incident_lead) {
+        cells[1].appendChild(el("span", { className: "badge badge-lead", title: t("incident.leadTitle"), text: t("incident.lead") }));
+      }
+    } else {
+      cells[1].textContent = kindText(alarm);
+    }
     cells[2].textContent = "";
     cells[2].appendChild(el("span", { className: "home-id", text: homeText(alarm) }));
     if (alarm.tenant) cells[2].appendChild(el("span", { className: "tenant", text: alarm.tenant }));
     cells[3].textContent = alarm.zone || "";
     cells[4].textContent = "";
     cells[4].appendChild(el("span", { className: "state state-" + alarm.state, text: label("state", alarm.state) }));
-    cells[5].textContent = stepText(alarm);
+    // A member other than the lead has no chain of its own: the lead pages for all.
+    cells[5].textContent = group && !alarm.incident_lead ? t("step.viaIncident") : stepText(alarm);
     cells[6].textContent = formatWaiting(waitingMs(alarm));
     cells[7].textContent = alarm.triggers != null ? String(alarm.triggers) : "";
 
@@ -440,48 +656,125 @@
 
   }
 
+  /** An incident's row: its kind and size, the lead's state and step, its actions. */
+  function fillIncidentRow(tr, group) {
+    var cells = tr.children;
+    var first = group.members[0]; // the most urgent member (queue order)
+    var lead = group.lead;
+    var expanded = isExpanded(group);
+    var names = incidentNames(group);
+    var unhandled = group.members.some(function (a) {
+      return a.unhandled;
+    });
+    tr.setAttribute("data-state", lead ? lead.state : first.state);
+    tr.setAttribute("data-priority", first.priority);
+    tr.setAttribute("data-unhandled", unhandled ? "true" : "false");
+    tr.setAttribute("data-members", String(group.members.length));
+    tr.setAttribute("data-expanded", expanded ? "true" : "false");
+    tr.className = "incident" + (unhandled ? " unhandled" : "") + (group.key === selectedId ? " selected" : "");
+    tr.setAttribute("aria-selected", group.key === selectedId ? "true" : "false");
+
+    var prio = cells[0];
+    prio.textContent = "";
+    if (unhandled) prio.appendChild(el("span", { className: "badge badge-unhandled", text: t("unhandled") }));
+    prio.appendChild(el("span", { className: "prio prio-" + first.priority, text: label("priority", first.priority) }));
+
+    cells[1].textContent = "";
+    var toggle = el("button", {
+      type: "button", className: "btn btn-small btn-toggle", "data-action": "toggle",
+      "aria-expanded": expanded ? "true" : "false",
+      "aria-label": t(expanded ? "incident.collapse" : "incident.expand", names)
+    }, [el("span", { "aria-hidden": "true", text: expanded ? "▾" : "▸" })]);
+    cells[1].appendChild(toggle);
+    cells[1].appendChild(el("span", { className: "incident-title", text: t("incident.title", names) }));
+
+    var homes = {};
+    var zones = [];
+    var triggers = 0;
+    var oldest = Infinity;
+    for (var i = 0; i < group.members.length; i++) {
+      var member = group.members[i];
+      homes[member.home_id] = true;
+      if (member.zone && zones.indexOf(member.zone) < 0) zones.push(member.zone);
+      triggers += member.triggers || 0;
+      var raised = parseTime(member.raised_at);
+      if (isFinite(raised) && raised < oldest) oldest = raised;
+    }
+    var homeCount = Object.keys(homes).length;
+    cells[2].textContent = "";
+    cells[2].appendChild(el("span", { className: "home-id", text: homeCount === 1 ? t("incident.home") : t("incident.homes", { count: homeCount }) }));
+    if (group.tenant) cells[2].appendChild(el("span", { className: "tenant", text: group.tenant }));
+    cells[3].textContent = zones.length > 3 ? zones.slice(0, 3).join(", ") + ", …" : zones.join(", ");
+    cells[4].textContent = "";
+    if (lead) cells[4].appendChild(el("span", { className: "state state-" + lead.state, text: label("state", lead.state) }));
+    else cells[4].appendChild(el("span", { className: "state", text: t("incident.noLead") }));
+    cells[5].textContent = lead ? stepText(lead) : "–";
+    tr.setAttribute("data-oldest", isFinite(oldest) ? String(oldest) : "");
+    cells[6].textContent = formatWaiting(Date.now() - oldest);
+    cells[7].textContent = String(triggers);
+
+    var actions = cells[8];
+    actions.textContent = "";
+    if (canManage()) {
+      var resolve = el("button", {
+        type: "button", className: "btn btn-resolve", "data-action": "resolve-incident",
+        "aria-label": t("incident.resolveLabel", names), text: t("incident.resolve")
+      });
+      if (pending["incident:" + group.id]) resolve.disabled = true;
+      actions.appendChild(resolve);
+    }
+  }
+
   function render() {
     var body = $("queue-body");
-    var list = sortedAlarms();
+    var items = queueItems();
+    shownItems = items;
     var active = document.activeElement;
     var focusWasInQueue = active && body.contains(active);
-    var focusedRowId = null;
+    var focusedRowKey = null;
     if (focusWasInQueue) {
-      var focusedRow = active.closest("tr.alarm");
-      focusedRowId = focusedRow ? focusedRow.getAttribute("data-alarm-id") : null;
+      var focusedRow = active.closest("tr[data-key]");
+      focusedRowKey = focusedRow ? focusedRow.getAttribute("data-key") : null;
     }
+    var present = new Set();
+    for (var k = 0; k < items.length; k++) present.add(items[k].key);
 
-    // Drop rows of alarms that left the queue.
-    rows.forEach(function (tr, id) {
-      if (!alarms.has(id)) {
+    // Drop rows of alarms that left the queue (or were hidden with their incident), and
+    // rows whose kind changed (an alarm that joined an incident is a member row now).
+    rows.forEach(function (tr, key) {
+      if (!present.has(key)) {
         tr.remove();
-        rows.delete(id);
+        rows.delete(key);
       }
     });
-    if (selectedId !== null && !alarms.has(selectedId)) {
-      selectedId = null;
+    if (selectedId !== null && !present.has(selectedId)) {
+      // A member hidden by collapsing its incident: the incident row takes the selection.
+      var gone = alarms.get(selectedId);
+      selectedId = gone && gone.incident_id && present.has(incidentKey(gone.incident_id)) ? incidentKey(gone.incident_id) : null;
+      if (focusedRowKey !== null && !present.has(focusedRowKey)) focusedRowKey = selectedId;
     }
 
     // Place rows in order, moving a node only when it is not already in place (a moved
     // node loses focus, so as few moves as possible, and focus is restored below).
-    for (var i = 0; i < list.length; i++) {
-      var alarm = list[i];
-      var tr = rows.get(alarm.id);
+    for (var i = 0; i < items.length; i++) {
+      var item = items[i];
+      var tr = rows.get(item.key);
       if (!tr) {
-        tr = buildRow(alarm.id);
-        rows.set(alarm.id, tr);
+        tr = buildRow(item.key, !!item.incident);
+        rows.set(item.key, tr);
       }
-      fillRow(tr, alarm);
+      if (item.incident) fillIncidentRow(tr, item.incident);
+      else fillRow(tr, item.alarm, item.member || null);
       var current = body.children[i];
       if (current !== tr) body.insertBefore(tr, current || null);
     }
 
-    if (selectedId === null && list.length && focusWasInQueue) {
-      selectedId = list[Math.min(list.length - 1, lastSelectedIndex)].id;
+    if (selectedId === null && items.length && focusWasInQueue) {
+      selectedId = items[Math.min(items.length - 1, lastSelectedIndex)].key;
     }
-    updateRovingTabindex(list);
+    updateRovingTabindex(items);
     if (focusWasInQueue && document.activeElement !== active) {
-      var target = (focusedRowId && rows.get(focusedRowId)) || (selectedId && rows.get(selectedId));
+      var target = (focusedRowKey && rows.get(focusedRowKey)) || (selectedId && rows.get(selectedId));
       if (target) {
         var restore = active && active.getAttribute && active.getAttribute("data-action");
         var button = restore ? target.querySelector('[data-action="' + restore + '"]') : null;
@@ -489,35 +782,38 @@
       }
     }
 
-    $("open-count").textContent = String(list.length);
-    $("queue-empty").hidden = list.length > 0;
-    document.title = list.length ? t("doc.titleCount", { count: list.length }) : t("doc.title");
+    var count = alarms.size;
+    $("open-count").textContent = String(count);
+    $("queue-empty").hidden = count > 0;
+    document.title = count ? t("doc.titleCount", { count: count }) : t("doc.title");
   }
 
   var lastSelectedIndex = 0;
 
-  function updateRovingTabindex(list) {
-    var first = list.length ? list[0].id : null;
-    var tabStop = selectedId !== null ? selectedId : first;
-    rows.forEach(function (tr, id) {
-      var selected = id === selectedId;
-      tr.setAttribute("tabindex", id === tabStop ? "0" : "-1");
+  function updateRovingTabindex(items) {
+    var first = items.length ? items[0].key : null;
+    var tabStop = selectedId !== null && rows.has(selectedId) ? selectedId : first;
+    rows.forEach(function (tr, key) {
+      var selected = key === selectedId;
+      tr.setAttribute("tabindex", key === tabStop ? "0" : "-1");
       tr.classList.toggle("selected", selected);
       tr.setAttribute("aria-selected", selected ? "true" : "false");
     });
     if (selectedId !== null) {
-      for (var i = 0; i < list.length; i++) {
-        if (list[i].id === selectedId) {
-          lastSelectedIndex = i;
-          break;
-        }
-      }
+      var index = indexOfKey(items, selectedId);
+      if (index >= 0) lastSelectedIndex = index;
     }
   }
 
   function tick() {
-    rows.forEach(function (tr, id) {
-      var alarm = alarms.get(id);
+    var now = Date.now();
+    rows.forEach(function (tr, key) {
+      if (isIncidentKey(key)) {
+        var oldest = parseFloat(tr.getAttribute("data-oldest"));
+        if (isFinite(oldest)) tr.children[6].textContent = formatWaiting(now - oldest);
+        return;
+      }
+      var alarm = alarms.get(key);
       if (alarm) tr.children[6].textContent = formatWaiting(waitingMs(alarm));
     });
     if (detailAlarm) {
@@ -530,36 +826,50 @@
   // Selection and keyboard
   // ---------------------------------------------------------------------------------------
 
-  function select(id, opts) {
-    if (id === null || !alarms.has(id)) return;
-    selectedId = id;
-    updateRovingTabindex(sortedAlarms());
-    var tr = rows.get(id);
+  function select(key, opts) {
+    if (key === null || indexOfKey(shownItems, key) < 0) return;
+    selectedId = key;
+    updateRovingTabindex(shownItems);
+    var tr = rows.get(key);
     if (tr && (!opts || opts.focus !== false)) {
       tr.focus({ preventScroll: true });
       tr.scrollIntoView({ block: "nearest" });
     }
-    if (detailId !== null && detailId !== id && !$("detail").hidden) {
-      // The panel follows the selection, a moment after the keys stop.
+    if (alarms.has(key) && detailId !== null && detailId !== key && !$("detail").hidden) {
+      // The panel follows the selection (alarm rows only), a moment after the keys stop.
       clearTimeout(detailTimer);
       detailTimer = setTimeout(function () {
-        openDetail(id, { focus: false });
+        openDetail(key, { focus: false });
       }, 250);
     }
   }
 
   function move(delta) {
-    var list = sortedAlarms();
-    if (!list.length) return;
-    var index = -1;
-    for (var i = 0; i < list.length; i++) {
-      if (list[i].id === selectedId) {
-        index = i;
-        break;
-      }
+    var items = shownItems;
+    if (!items.length) return;
+    var index = indexOfKey(items, selectedId);
+    var next = index < 0 ? (delta > 0 ? 0 : items.length - 1) : Math.max(0, Math.min(items.length - 1, index + delta));
+    select(items[next].key);
+  }
+
+  /** Show or hide an incident's member rows (`expand`: true, false, or undefined to flip). */
+  function toggleIncident(incidentId, expand) {
+    var group = incidentsById.get(incidentId);
+    if (!group) return;
+    var now = isExpanded(group);
+    var want = expand === undefined ? !now : !!expand;
+    if (want === now) return;
+    expandedIncidents.set(incidentId, want);
+    render();
+  }
+
+  /** The alarm a key stands for: the alarm itself, or an incident's lead. */
+  function alarmForKey(key) {
+    if (isIncidentKey(key)) {
+      var group = incidentsById.get(key.slice(INCIDENT_KEY.length));
+      return group ? group.lead : null;
     }
-    var next = index < 0 ? (delta > 0 ? 0 : list.length - 1) : Math.max(0, Math.min(list.length - 1, index + delta));
-    select(list[next].id);
+    return alarms.get(key) || null;
   }
 
   function isTyping(target) {
@@ -572,33 +882,56 @@
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if ($("resolve-dialog").open || isTyping(event.target)) return;
     var key = event.key;
+    var row = event.target.closest ? event.target.closest("tr[data-key]") : null;
+    if ((key === "ArrowDown" || key === "ArrowUp") && event.target.closest && event.target.closest("#dispatch-list")) {
+      event.preventDefault();
+      moveInDispatchList(event.target, key === "ArrowDown" ? 1 : -1);
+      return;
+    }
     if (key === "j" || key === "ArrowDown") {
-      if (key === "ArrowDown" && !(event.target.closest && event.target.closest("tr.alarm"))) return;
+      if (key === "ArrowDown" && !row) return;
       event.preventDefault();
       move(1);
     } else if (key === "k" || key === "ArrowUp") {
-      if (key === "ArrowUp" && !(event.target.closest && event.target.closest("tr.alarm"))) return;
+      if (key === "ArrowUp" && !row) return;
       event.preventDefault();
       move(-1);
+    } else if ((key === "ArrowRight" || key === "ArrowLeft") && row && event.target === row) {
+      var rowKey = row.getAttribute("data-key");
+      if (isIncidentKey(rowKey)) {
+        event.preventDefault();
+        toggleIncident(rowKey.slice(INCIDENT_KEY.length), key === "ArrowRight");
+      } else if (key === "ArrowLeft" && row.getAttribute("data-incident-id")) {
+        event.preventDefault(); // from a member to its incident
+        select(incidentKey(row.getAttribute("data-incident-id")));
+      }
     } else if (key === "a") {
       if (selectedId !== null) {
         event.preventDefault();
-        var alarm = alarms.get(selectedId);
-        if (alarm && alarm.state === "raised") acknowledge(selectedId);
+        var alarm = alarmForKey(selectedId); // on an incident: its lead, the one paging
+        if (alarm && alarm.state === "raised") acknowledge(alarm.id);
       }
     } else if (key === "r") {
       if (selectedId !== null) {
         event.preventDefault();
-        openResolve(selectedId);
+        if (isIncidentKey(selectedId)) {
+          if (canManage()) openResolveIncident(selectedId.slice(INCIDENT_KEY.length));
+        } else {
+          openResolve(selectedId);
+        }
       }
     } else if (key === "Enter") {
-      var row = event.target.closest && event.target.closest("tr.alarm");
       if (row && event.target === row) {
         event.preventDefault();
-        openDetail(row.getAttribute("data-alarm-id"), { focus: true });
+        var enterKey = row.getAttribute("data-key");
+        if (isIncidentKey(enterKey)) toggleIncident(enterKey.slice(INCIDENT_KEY.length));
+        else openDetail(enterKey, { focus: true });
       }
     } else if (key === "Escape") {
-      if (!$("detail").hidden) {
+      if (!$("dispatch-panel").hidden) {
+        event.preventDefault();
+        closeDispatch(true);
+      } else if (!$("detail").hidden) {
         event.preventDefault();
         closeDetail();
       }
@@ -606,19 +939,22 @@
   }
 
   function onQueueClick(event) {
-    var tr = event.target.closest("tr.alarm");
+    var tr = event.target.closest("tr[data-key]");
     if (!tr) return;
-    var id = tr.getAttribute("data-alarm-id");
+    var key = tr.getAttribute("data-key");
     var button = event.target.closest("button[data-action]");
     if (button) {
-      selectedId = id;
-      updateRovingTabindex(sortedAlarms());
-      if (button.getAttribute("data-action") === "ack") acknowledge(id);
-      else openResolve(id);
+      selectedId = key;
+      updateRovingTabindex(shownItems);
+      var action = button.getAttribute("data-action");
+      if (action === "toggle") toggleIncident(key.slice(INCIDENT_KEY.length));
+      else if (action === "resolve-incident") openResolveIncident(key.slice(INCIDENT_KEY.length));
+      else if (action === "ack") acknowledge(key);
+      else openResolve(key);
       return;
     }
-    select(id, { focus: true });
-    openDetail(id, { focus: false, reveal: true });
+    select(key, { focus: true });
+    if (!isIncidentKey(key)) openDetail(key, { focus: false, reveal: true });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -700,7 +1036,8 @@
       if (known.updated_at && alarm.updated_at && parseTime(alarm.updated_at) < parseTime(known.updated_at)) return;
     }
     if (isOpen(alarm)) {
-      if (!known && haveSnapshot && fromFeed) noticeNew(alarm);
+      if (alarm.incident_id && fromFeed && haveSnapshot && !announcedIncidents.has(alarm.incident_id)) noticeIncident(alarm);
+      else if (!known && haveSnapshot && fromFeed && !alarm.incident_id) noticeNew(alarm);
       else if (known && !known.unhandled && alarm.unhandled) announce(t("announce.unhandled", { kind: kindText(alarm), home: homeText(alarm) }));
       alarms.set(alarm.id, alarm);
     } else {
@@ -711,6 +1048,12 @@
       renderDetailFields(alarm);
       scheduleDetailRefresh();
     }
+  }
+
+  /** One announcement per incident, not one per member (300 alarms in a power cut). */
+  function noticeIncident(alarm) {
+    announcedIncidents.add(alarm.incident_id);
+    announce(t("announce.incident", { kind: kindText(alarm) }));
   }
 
   function noticeNew(alarm) {
@@ -772,9 +1115,29 @@
     var alarm = alarms.get(id) || (detailAlarm && detailAlarm.id === id ? detailAlarm : null);
     if (!alarm || !isOpen(alarm)) return;
     resolveTarget = id;
+    resolveIncidentTarget = null;
+    showResolveDialog(id, t("resolve.title"), label("priority", alarm.priority) + " · " + kindText(alarm) + " · " + homeText(alarm) +
+      (alarm.zone ? " (" + alarm.zone + ")" : ""));
+  }
+
+  /** The same dialog and closing codes, for every open member of an incident at once. */
+  function openResolveIncident(incidentId) {
+    var group = incidentsById.get(incidentId);
+    if (!group || !canManage()) return;
+    var names = incidentNames(group);
+    resolveTarget = null;
+    resolveIncidentTarget = { id: group.id, tenant: group.tenant, kind: names.kind, count: names.count };
+    showResolveDialog(incidentKey(group.id), t("incident.resolveTitle"), t("incident.resolveSubject", names));
+  }
+
+  function resolveKey() {
+    return resolveIncidentTarget ? incidentKey(resolveIncidentTarget.id) : resolveTarget;
+  }
+
+  function showResolveDialog(key, title, subject) {
     var dialog = $("resolve-dialog");
-    $("resolve-subject").textContent = label("priority", alarm.priority) + " · " + kindText(alarm) + " · " + homeText(alarm) +
-      (alarm.zone ? " (" + alarm.zone + ")" : "");
+    $("resolve-title").textContent = title;
+    $("resolve-subject").textContent = subject;
     $("resolve-note").value = "";
     $("resolve-error").hidden = true;
     $("resolve-submit").disabled = true;
@@ -782,7 +1145,7 @@
     if (!dialog.open) dialog.showModal();
     $("resolve-code").focus();
     loadClosingCodes().then(function (codes) {
-      if (resolveTarget !== id) return;
+      if (resolveKey() !== key) return;
       if (!codes) {
         $("resolve-error").textContent = t("resolve.noCodes");
         $("resolve-error").hidden = false;
@@ -801,10 +1164,11 @@
   }
 
   function onResolveClosed() {
-    var id = resolveTarget;
+    var key = resolveKey();
     resolveTarget = null;
-    if (id && rows.get(id)) {
-      rows.get(id).focus({ preventScroll: true });
+    resolveIncidentTarget = null;
+    if (key && rows.get(key)) {
+      rows.get(key).focus({ preventScroll: true });
       return;
     }
     focusNearestRow();
@@ -812,28 +1176,56 @@
 
   /** Focus the selected row, or the row now at the place of the one that left. */
   function focusNearestRow() {
-    var list = sortedAlarms();
-    if (!list.length) return;
+    var items = shownItems;
+    if (!items.length) return;
     if (selectedId === null || !rows.get(selectedId)) {
-      selectedId = list[Math.min(list.length - 1, lastSelectedIndex)].id;
-      updateRovingTabindex(list);
+      selectedId = items[Math.min(items.length - 1, lastSelectedIndex)].key;
+      updateRovingTabindex(items);
     }
     rows.get(selectedId).focus({ preventScroll: true });
+  }
+
+  function resolveFailed(result, notFound) {
+    $("resolve-error").textContent = result.status === 404 && notFound ? notFound : errorText(result);
+    $("resolve-error").hidden = false;
   }
 
   function submitResolve(event) {
     event.preventDefault();
     var id = resolveTarget;
+    var incident = resolveIncidentTarget;
     var code = $("resolve-code").value;
-    if (!id) return closeResolve();
+    if (!id && !incident) return closeResolve();
     if (!code) {
       $("resolve-error").textContent = t("resolve.needCode");
       $("resolve-error").hidden = false;
       $("resolve-code").focus();
       return;
     }
-    var alarm = alarms.get(id) || detailAlarm;
     var note = $("resolve-note").value.trim();
+    if (incident) {
+      var guard = "incident:" + incident.id;
+      if (pending[guard]) return;
+      pending[guard] = true;
+      $("resolve-submit").disabled = true;
+      var path = "/api/incidents/" + encodeURIComponent(incident.tenant) + "/" + encodeURIComponent(incident.id) + "/resolve";
+      api("POST", path, { code: code, note: note }).then(function (result) {
+        delete pending[guard];
+        $("resolve-submit").disabled = false;
+        if (result.ok) {
+          // The members leave the queue with the feed's updates.
+          var resolved = result.data && Array.isArray(result.data.resolved) ? result.data.resolved.length : incident.count;
+          announce(t("incident.resolved", { kind: incident.kind, count: resolved }));
+          if (resolveIncidentTarget === incident) closeResolve();
+        } else if (result.status !== 401) {
+          if (resolveIncidentTarget === incident) resolveFailed(result, t("incident.notFound"));
+          else showNotice(result.status === 404 ? t("incident.notFound") : errorText(result));
+        }
+        render();
+      });
+      return;
+    }
+    var alarm = alarms.get(id) || detailAlarm;
     $("resolve-submit").disabled = true;
     api("POST", "/api/alarms/" + encodeURIComponent(id) + "/resolve", { code: code, note: note }).then(function (result) {
       $("resolve-submit").disabled = false;
@@ -843,8 +1235,7 @@
         closeResolve();
         render();
       } else if (result.status !== 401) {
-        $("resolve-error").textContent = errorText(result);
-        $("resolve-error").hidden = false;
+        resolveFailed(result, null);
       }
     });
   }
@@ -861,6 +1252,8 @@
     var changed = detailId !== id;
     detailId = id;
     if (changed) {
+      closeDispatch(false);
+      $("dispatch-result").textContent = "";
       detailAlarm = alarm;
       $("timeline").textContent = "";
       $("detail-status").textContent = t("detail.loading");
@@ -907,6 +1300,8 @@
     detailToken++;
     detailId = null;
     detailAlarm = null;
+    closeDispatch(false);
+    $("dispatch-result").textContent = "";
     $("detail").hidden = true;
     $("layout").classList.remove("with-detail");
     focusNearestRow();
@@ -924,6 +1319,7 @@
     $("detail-title").textContent = t("detail.title", { kind: kindText(alarm), home: homeText(alarm) });
     $("detail").setAttribute("data-alarm-id", alarm.id);
     $("detail").setAttribute("data-state", alarm.state);
+    $("detail").setAttribute("data-paused", alarm.paused ? "true" : "false");
     $("detail-status").textContent = isOpen(alarm) ? "" : t("detail.closed");
     var dl = $("detail-fields");
     dl.textContent = "";
@@ -936,8 +1332,18 @@
     field(dl, "field.home", homeText(alarm) + (alarm.tenant ? " · " + alarm.tenant : ""));
     field(dl, "field.zone", alarm.zone || "–");
     if (alarm.chain) {
-      field(dl, "field.chain", t("chain.value", { chain: alarm.chain, step: alarm.step || 0, steps: alarm.steps || 0 }) +
-        (alarm.round ? " · " + t("step.round", { round: alarm.round + 1 }) : ""));
+      var chain = el("span", null, [
+        el("span", {
+          text: t("chain.value", { chain: alarm.chain, step: alarm.step || 0, steps: alarm.steps || 0 }) +
+            (alarm.round ? " · " + t("step.round", { round: alarm.round + 1 }) : "") +
+            (alarm.turn > 1 ? " · " + t("chain.turn", { turn: alarm.turn }) : "")
+        }),
+        alarm.paused ? el("span", { className: "chain-paused", id: "detail-paused", text: pausedText(alarm) }) : null
+      ]);
+      field(dl, "field.chain", chain);
+    }
+    if (alarm.incident_id) {
+      field(dl, "field.incident", alarm.incident_lead ? t("incident.leadField", { id: alarm.incident_id }) : alarm.incident_id);
     }
     if (alarm.rule) field(dl, "field.rule", alarm.rule);
     field(dl, "field.raised", formatClock(alarm.raised_at));
@@ -945,20 +1351,210 @@
     if (alarm.acknowledged_at) {
       field(dl, "field.acknowledged", t("field.ackBy", { time: formatClock(alarm.acknowledged_at), who: alarm.acknowledged_by || "?" }));
     }
+    if (alarm.accepted_by) field(dl, "field.acceptedBy", staffText(alarm.accepted_by), "detail-accepted-by");
+    var dispatches = Array.isArray(alarm.dispatches) ? alarm.dispatches : [];
+    if (dispatches.length) {
+      var list = el("ul", { className: "dispatches", id: "detail-dispatches" });
+      for (var i = 0; i < dispatches.length; i++) {
+        var d = dispatches[i];
+        list.appendChild(el("li", { "data-staff-id": d.staff_id, "data-status": d.status }, [
+          el("span", { className: "dispatch-who", text: staffText(d.staff_id) }),
+          el("span", { className: "dispatch-status dispatch-" + d.status, text: label("dispatchStatus", d.status) })
+        ]));
+      }
+      field(dl, "field.dispatches", list);
+    }
     field(dl, "field.triggers", alarm.triggers != null ? String(alarm.triggers) : "–");
 
     var actions = $("detail-actions");
+    var active = document.activeElement;
+    var refocus = active && actions.contains(active) ? active.getAttribute("data-action") : null;
     actions.textContent = "";
+    var names = { kind: kindText(alarm), home: homeText(alarm) };
     if (isOpen(alarm)) {
-      var names = { kind: kindText(alarm), home: homeText(alarm) };
       if (alarm.state === "raised") {
         var ack = el("button", { type: "button", className: "btn btn-ack", "data-action": "ack", "aria-label": t("action.ackLabel", names), text: t("action.ack") });
         ack.disabled = !!pending["ack:" + alarm.id];
         actions.appendChild(ack);
       }
       actions.appendChild(el("button", { type: "button", className: "btn btn-resolve", "data-action": "resolve", "aria-label": t("action.resolveLabel", names), text: t("action.resolve") }));
+      if (canManage() && alarm.state !== "on_site") {
+        actions.appendChild(el("button", {
+          type: "button", className: "btn btn-dispatch", id: "dispatch-open", "data-action": "dispatch",
+          "aria-label": t("dispatch.openLabel", names), "aria-controls": "dispatch-panel",
+          "aria-expanded": dispatchFor === alarm.id ? "true" : "false", text: t("dispatch.open")
+        }));
+      }
+    }
+    if ((!isOpen(alarm) || alarm.state === "on_site" || !canManage()) && dispatchFor === alarm.id) closeDispatch(false);
+    if (refocus) {
+      // The buttons were rebuilt under the keyboard user: keep her place.
+      var again = actions.querySelector('[data-action="' + refocus + '"]');
+      if (again) again.focus({ preventScroll: true });
+      else $("detail-title").focus({ preventScroll: true });
     }
   }
+
+  function pausedText(alarm) {
+    var holder = alarm.accepted_by;
+    var dispatches = Array.isArray(alarm.dispatches) ? alarm.dispatches : [];
+    for (var i = 0; !holder && i < dispatches.length; i++) {
+      if (dispatches[i].status === "accepted") holder = dispatches[i].staff_id;
+    }
+    return holder ? t("chain.paused", { staff: staffText(holder) }) : t("chain.pausedNobody");
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Dispatch: an operator pages a chosen person outside the alert chain
+  // ---------------------------------------------------------------------------------------
+
+  function openDispatch(id) {
+    var alarm = alarms.get(id) || (detailAlarm && detailAlarm.id === id ? detailAlarm : null);
+    if (!alarm || !isOpen(alarm) || !canManage()) return;
+    if (dispatchFor === id && !$("dispatch-panel").hidden) {
+      closeDispatch(true);
+      return;
+    }
+    if (pending["dispatchable:" + id]) return;
+    dispatchFor = id;
+    var token = ++dispatchToken;
+    $("dispatch-panel").hidden = false;
+    $("dispatch-list").textContent = "";
+    $("dispatch-error").hidden = true;
+    $("dispatch-result").textContent = "";
+    $("dispatch-status").textContent = t("dispatch.loading");
+    setDispatchExpanded(true);
+    pending["dispatchable:" + id] = true;
+    api("GET", "/api/alarms/" + encodeURIComponent(id) + "/dispatchable").then(function (result) {
+      delete pending["dispatchable:" + id];
+      if (token !== dispatchToken || dispatchFor !== id) return;
+      if (!result.ok) {
+        if (result.status === 401) return;
+        $("dispatch-status").textContent = "";
+        $("dispatch-error").textContent = result.status === 404 ? t("error.notFound") : t("dispatch.failed") + " " + errorText(result);
+        $("dispatch-error").hidden = false;
+        return;
+      }
+      var data = result.data || {};
+      var staff = Array.isArray(data.staff) ? data.staff : [];
+      for (var i = 0; i < staff.length; i++) staffNames[staff[i].staff_id] = staff[i].name;
+      $("dispatch-status").textContent = staff.length ? t("dispatch.zone", { zone: data.zone || "–" }) : t("dispatch.none", { zone: data.zone || "–" });
+      renderDispatchList(staff);
+      if (detailAlarm && detailAlarm.id === id) renderDetailFields(detailAlarm); // names for ids
+      var first = $("dispatch-list").querySelector("button:not([disabled])");
+      if (first) first.focus();
+    });
+  }
+
+  function renderDispatchList(staff) {
+    var list = $("dispatch-list");
+    list.textContent = "";
+    var alarm = alarms.get(dispatchFor) || detailAlarm;
+    var current = {};
+    var dispatches = alarm && Array.isArray(alarm.dispatches) ? alarm.dispatches : [];
+    for (var d = 0; d < dispatches.length; d++) current[dispatches[d].staff_id] = dispatches[d].status;
+    for (var i = 0; i < staff.length; i++) {
+      var person = staff[i];
+      var role = label("role", person.role);
+      var status = current[person.staff_id];
+      var busy = status === "paged" || status === "accepted"; // the API refuses these: say why here
+      var button = el("button", {
+        type: "button", className: "btn dispatch-pick", "data-staff-id": person.staff_id,
+        "aria-label": t("dispatch.pick", { name: person.name, role: role }) +
+          (busy ? " — " + t("dispatch.already", { status: label("dispatchStatus", status).toLowerCase() }) : "")
+      }, [
+        el("span", { className: "dispatch-name", text: person.name }),
+        el("span", { className: "dispatch-role", text: role }),
+        busy ? el("span", { className: "dispatch-status dispatch-" + status, text: label("dispatchStatus", status) }) : null
+      ]);
+      button.disabled = busy || !!pending["dispatch:" + dispatchFor];
+      list.appendChild(el("li", null, [button]));
+    }
+  }
+
+  function setDispatchExpanded(open) {
+    var button = $("dispatch-open");
+    if (button) button.setAttribute("aria-expanded", open ? "true" : "false");
+  }
+
+  function closeDispatch(returnFocus) {
+    dispatchToken++;
+    dispatchFor = null;
+    $("dispatch-panel").hidden = true;
+    $("dispatch-list").textContent = "";
+    setDispatchExpanded(false);
+    if (returnFocus && $("dispatch-open")) $("dispatch-open").focus();
+  }
+
+  function pickDispatch(staffId, name) {
+    var id = dispatchFor;
+    if (!id || pending["dispatch:" + id]) return;
+    var alarm = alarms.get(id) || detailAlarm;
+    pending["dispatch:" + id] = true;
+    var buttons = $("dispatch-list").querySelectorAll("button");
+    for (var i = 0; i < buttons.length; i++) buttons[i].disabled = true;
+    $("dispatch-error").hidden = true;
+    $("dispatch-status").textContent = t("dispatch.sending", { name: name });
+    api("POST", "/api/alarms/" + encodeURIComponent(id) + "/dispatch", { staff_id: staffId }).then(function (result) {
+      delete pending["dispatch:" + id];
+      if (result.ok) {
+        var status = "paged";
+        var list = result.data && Array.isArray(result.data.dispatches) ? result.data.dispatches : [];
+        for (var j = 0; j < list.length; j++) {
+          if (list[j].staff_id === staffId) status = list[j].status;
+        }
+        var message = t("dispatch.done", { name: name, status: label("dispatchStatus", status).toLowerCase() });
+        applyAlarm(result.data, false);
+        if (detailId === id) {
+          if (result.data && !alarms.has(id)) {
+            detailAlarm = result.data;
+            renderDetailFields(result.data);
+          }
+          fetchDetail(id); // the timeline's dispatch and paged lines
+        }
+        if (dispatchFor === id) closeDispatch(true);
+        $("dispatch-result").textContent = message;
+        announce(message);
+        render();
+        return;
+      }
+      if (result.status === 401) return;
+      var reason = result.status === 409 && result.data && typeof result.data.detail === "string" ? result.data.detail : errorText(result);
+      var text = t("dispatch.refused", { reason: reason });
+      $("dispatch-status").textContent = "";
+      if (dispatchFor === id) {
+        $("dispatch-error").textContent = text;
+        $("dispatch-error").hidden = false;
+        var again = $("dispatch-list").querySelectorAll("button");
+        for (var k = 0; k < again.length; k++) again[k].disabled = false;
+        var picked = $("dispatch-list").querySelector('button[data-staff-id="' + CSS.escape(staffId) + '"]');
+        if (picked) picked.focus();
+      } else {
+        showNotice(text);
+      }
+    });
+  }
+
+  function moveInDispatchList(from, delta) {
+    var buttons = Array.prototype.filter.call($("dispatch-list").querySelectorAll("button"), function (b) {
+      return !b.disabled;
+    });
+    if (!buttons.length) return;
+    var index = buttons.indexOf(from.closest("button"));
+    var next = index < 0 ? 0 : Math.max(0, Math.min(buttons.length - 1, index + delta));
+    buttons[next].focus();
+  }
+
+  function onDispatchClick(event) {
+    var button = event.target.closest("button[data-staff-id]");
+    if (!button || button.disabled) return;
+    var name = button.querySelector(".dispatch-name");
+    pickDispatch(button.getAttribute("data-staff-id"), name ? name.textContent : button.getAttribute("data-staff-id"));
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Timeline
+  // ---------------------------------------------------------------------------------------
 
   function detailText(detail) {
     if (detail == null) return "";
@@ -973,6 +1569,76 @@
     return parts.join(" · ");
   }
 
+  function formatDuration(ms) {
+    var n = Number(ms);
+    if (!isFinite(n) || n < 0) return "";
+    if (n < 1000) return Math.round(n) + " ms";
+    if (n < 60000) return (n / 1000).toFixed(1) + " s";
+    return formatWaiting(n);
+  }
+
+  function withVia(text, d) {
+    return d.via && d.via !== "http" ? text + " · " + t("tl.via", { via: d.via }) : text;
+  }
+
+  /** A sentence for the entries the chains and deliveries write; null: the generic text. */
+  function timelineText(what, d) {
+    d = d && typeof d === "object" ? d : {};
+    var staff = staffText(d.staff);
+    switch (what) {
+      case "delivery": {
+        var parts = [t("tl.delivery", {
+          channel: label("channel", d.channel), address: d.address || "–", outcome: label("outcome", d.outcome)
+        })];
+        if (d.duration_ms != null) parts.push(t("tl.deliveryTook", { duration: formatDuration(d.duration_ms) }));
+        if (d["try"] > 1) parts.push(t("tl.deliveryTry", { "try": d["try"] }));
+        if (d.fallback) parts.push(t("tl.deliveryFallback", { fallback: label("channel", d.fallback) }));
+        if (d.detail) parts.push(String(d.detail));
+        return parts.join(" · ");
+      }
+      case "delivery_failed":
+        return t("tl.deliveryFailed", { recipient: staffText(d.recipient), count: d.channels_tried != null ? d.channels_tried : "?" });
+      case "paged":
+        return t(d.dispatched ? "tl.pagedDispatched" : "tl.paged", {
+          recipient: staffText(d.recipient), channel: label("channel", d.channel), address: d.address || "–", step: d.step
+        });
+      case "declined":
+        return withVia(t(d.dispatched ? "tl.declinedDispatched" : "tl.declined", { staff: staff, step: d.step }), d);
+      case "accepted":
+        return withVia(t(d.dispatched ? "tl.acceptedDispatched" : "tl.accepted", {
+          staff: staff, waited: formatWaiting((Number(d.waited_s) || 0) * 1000)
+        }), d);
+      case "released":
+        return withVia(t(d.chain_resumed ? "tl.releasedResumed" : "tl.released", { staff: staff }), d);
+      case "dispatch":
+        return t("tl.dispatch", { staff: staff });
+      case "chain_paused":
+        return t("tl.chainPaused", { staff: staff, step: d.step });
+      case "chain_resumed":
+        return t("tl.chainResumed", { staff: staff, step: d.step });
+      case "rechained":
+        return t("tl.rechained", { from: d.from_chain, to: d.to_chain, priority: label("priority", d.priority) });
+      case "step_skipped":
+        return t("tl.stepSkipped", { step: d.step });
+      case "roster_warning":
+        return t("tl.rosterWarning", { on_duty: d.on_duty, role: label("role", d.role).toLowerCase(), zone: d.zone || "–", minimum: d.minimum });
+      case "plan_warning":
+        return typeof lookup("planWarning." + d.kind) === "string" ? t("planWarning." + d.kind, { who: staffText(d.who) }) : null;
+      case "joined_incident":
+        return t("tl.joinedIncident", { incident: d.incident });
+      case "incident_lead":
+        return t("tl.incidentLead", { incident: d.incident, reason: d.reason || "" });
+      case "en_route":
+        return withVia(t("tl.enRoute", { staff: staff }), d);
+      case "on_site":
+        return withVia(d.travel_s != null
+          ? t("tl.onSiteTravel", { staff: staff, travel: formatWaiting(Number(d.travel_s) * 1000) })
+          : t("tl.onSite", { staff: staff }), d);
+      default:
+        return null;
+    }
+  }
+
   function renderTimeline(entries) {
     var list = $("timeline");
     list.textContent = "";
@@ -983,12 +1649,15 @@
     for (var i = 0; i < entries.length; i++) {
       var entry = entries[i];
       var what = String(entry.what || "");
+      var text = timelineText(what, entry.detail);
+      if (text === null) text = detailText(entry.detail);
       var item = el("li", { className: "tl tl-" + what.replace(/[^a-z0-9_-]/gi, ""), "data-what": what }, [
         el("time", { className: "tl-time", datetime: entry.ts || "", text: formatClock(entry.ts) }),
         el("span", { className: "tl-what", text: label("what", what) }),
         entry.by ? el("span", { className: "tl-by", text: entry.by }) : null,
-        detailText(entry.detail) ? el("span", { className: "tl-detail", text: detailText(entry.detail) }) : null
+        text ? el("span", { className: "tl-detail", text: text }) : null
       ]);
+      if (what === "delivery" && entry.detail && entry.detail.outcome) item.setAttribute("data-outcome", entry.detail.outcome);
       list.appendChild(item);
     }
   }
@@ -997,7 +1666,9 @@
     var button = event.target.closest("button[data-action]");
     if (!button || !detailId) return;
     selectedId = alarms.has(detailId) ? detailId : selectedId;
-    if (button.getAttribute("data-action") === "ack") acknowledge(detailId);
+    var action = button.getAttribute("data-action");
+    if (action === "ack") acknowledge(detailId);
+    else if (action === "dispatch") openDispatch(detailId);
     else openResolve(detailId);
   }
 
@@ -1083,6 +1754,9 @@
         if (list[i] && list[i].id && isOpen(list[i])) fresh.set(list[i].id, list[i]);
       }
       alarms = fresh;
+      fresh.forEach(function (a) {
+        if (a.incident_id) announcedIncidents.add(a.incident_id);
+      });
       lastPosition = message.position || null;
       haveSnapshot = true;
       everConnected = true;
@@ -1113,6 +1787,12 @@
     }).then(function (me) {
       if (me && (me.username || me.name)) {
         $("user-name").textContent = (me.name || me.username) + (me.role ? " (" + me.role + ")" : "");
+      }
+      if (me && me.role) {
+        // Dispatch and incident actions are for operators and admins: shown once known.
+        userRole = me.role;
+        render();
+        if (detailAlarm) renderDetailFields(detailAlarm);
       }
     }).catch(function () {});
   }
@@ -1151,13 +1831,17 @@
     render();
     $("queue-body").addEventListener("click", onQueueClick);
     $("queue-body").addEventListener("focusin", function (event) {
-      var tr = event.target.closest("tr.alarm");
-      if (tr && tr.getAttribute("data-alarm-id") !== selectedId) {
-        selectedId = tr.getAttribute("data-alarm-id");
-        updateRovingTabindex(sortedAlarms());
+      var tr = event.target.closest("tr[data-key]");
+      if (tr && tr.getAttribute("data-key") !== selectedId) {
+        selectedId = tr.getAttribute("data-key");
+        updateRovingTabindex(shownItems);
       }
     });
     $("detail-actions").addEventListener("click", onDetailClick);
+    $("dispatch-list").addEventListener("click", onDispatchClick);
+    $("dispatch-close").addEventListener("click", function () {
+      closeDispatch(true);
+    });
     $("detail-close").addEventListener("click", closeDetail);
     $("notice-close").addEventListener("click", hideNotice);
     $("resolve-form").addEventListener("submit", submitResolve);

@@ -68,7 +68,7 @@ async def run_timers(
     metrics: Metrics | None = None,
 ) -> None:
     while True:
-        reraise_if_stopping()  # a stop that a wait_for inside redis-py swallowed (Python 3.11; see notify.py)
+        reraise_if_stopping()  # a stop that a wait_for inside redis-py swallowed (Python 3.11; see notifier.py)
         try:
             now_ms = clock()
             fired = await fire_due(redis, desk, now_ms, keys, faults, metrics)
