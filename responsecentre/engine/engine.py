@@ -181,6 +181,8 @@ class Engine:
         interval = check_intervals(supervision_ms, owned.shape[0])
         homes = default_home_params(pack, n_homes) if homes is None else homes
         self._out = Triggers.allocate(0)
+        self._out_columns = self._out.columns()
+        self._out_rows = 0
         self._n_homes = 0
         self._install(pack, homes, owned, interval, carry=False)
         self._warm()
@@ -247,18 +249,16 @@ class Engine:
 
     def process(self, batch: EventBatch) -> Triggers:
         """Run `batch` in array order against the pack; return its triggers in order."""
-        columns = tuple(_readonly(c) for c in batch.checked(self.n_devices))
-        need = columns[0].shape[0] * self._tables.max_rules_per_type
-        if len(self._out) < need:
-            self._out = Triggers.allocate(max(need, 2 * len(self._out)))
-        at, n = 0, 0
-        while True:
-            at, n = process_batch(
-                self._targs, self._pargs, self._sargs, self._hargs, columns, self._out.columns(), self._plan, at, n
-            )
-            if at == len(columns[0]):
-                return self._out.head(n)
+        columns = tuple([_readonly(c) for c in batch.checked(self._device_home.shape[0])])
+        n_events = columns[0].shape[0]
+        if self._out_rows < n_events * self._tables.max_rules_per_type:
+            self._allocate_out(n_events * self._tables.max_rules_per_type)
+        out = self._out_columns
+        at, n = process_batch(self._targs, self._pargs, self._sargs, self._hargs, columns, out, self._plan, 0, 0)
+        while at < n_events:
             self._grow(int(self._layout.need[columns[0][at:]].sum()))
+            at, n = process_batch(self._targs, self._pargs, self._sargs, self._hargs, columns, out, self._plan, at, n)
+        return self._out.head(n)
 
     def sweep(self, now_ms: int) -> Triggers:
         """Fire every pending deadline with due <= now_ms, raise every supervised device
@@ -441,6 +441,12 @@ class Engine:
                 iv = store.field(lay, new, 2)
                 iv[:size] = _iv(interval[:size], old.field(old_lay, src, 2) < 0)
         return store
+
+    def _allocate_out(self, rows: int) -> None:
+        """A larger output buffer for process (kept and reused: it only grows)."""
+        self._out = Triggers.allocate(max(rows, 2 * self._out_rows))
+        self._out_columns = self._out.columns()
+        self._out_rows = len(self._out)
 
     def _grow(self, need: int) -> None:
         """Grow the pool so that `need` more entries fit (the kernel cannot allocate; it
@@ -645,24 +651,20 @@ class Engine:
 
 def _plan(tables: Tables, lay: Layout) -> tuple[np.ndarray, ...]:
     """kernels.process_batch's plan: per event type, the pool entries its rules may claim,
-    whether its rules touch the home's record, and the pool entries behind their pointers
-    (to prefetch)."""
+    and the pool entries behind their pointers (to prefetch)."""
     n_types = tables.type_ptr.shape[0] - 1
-    home_lines = np.zeros(n_types, np.bool_)
     ptr = np.zeros(n_types + 1, np.int64)
     home_of: list[bool] = []
     column: list[int] = []
     last: list[int] = []
     for t in range(n_types):
         for r in tables.type_rules[tables.type_ptr[t] : tables.type_ptr[t + 1]].tolist():
-            if lay.col[r] >= 0 and lay.home[r]:
-                home_lines[t] = True
             if lay.pooled[r]:
                 home_of.append(bool(lay.home[r]))
                 column.append(int(lay.col[r]))
                 last.append(int(lay.chunk[r]) - 1)
         ptr[t + 1] = len(column)
-    arrays = (lay.need, home_lines, ptr, np.array(home_of, np.bool_), np.array(column, np.int64))
+    arrays = (lay.need, ptr, np.array(home_of, np.bool_), np.array(column, np.int64))
     return tuple(_readonly(a) for a in (*arrays, np.array(last, np.int64)))
 
 

@@ -18,7 +18,7 @@ The argument tuples (built by tables.py and engine.py, documented there):
               dev64, dev32, dev8, home64, home32, home8, pool, top, bound)
     batch  = (type_id, device, ts, value, has_value, seq, cond)
     out    = (rule, device, home, ts, origin, event, action)
-    plan   = (need, home_lines, pool_ptr, pool_home, pool_col, pool_last)
+    plan   = (need, pool_ptr, pool_home, pool_col, pool_last)
 
 Per-entity state is two tables of records, one row per device (dev*) and one per home
 (home*), each table seen through three views of the same bytes (int64, int32 and int8
@@ -60,7 +60,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from responsecentre.engine.localtime import in_window, window_due
+from responsecentre.engine.localtime import wall_in_window, window_due, zone_segment
 
 # Rule kinds (tables.kind).
 KIND_MATCH = 0
@@ -181,6 +181,16 @@ def _passes(value, op, threshold):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def _zone(tz_ptr, tz_trans, tz_off, tz, ts, c_tz, c_lo, c_hi, c_off):  # type: ignore[no-untyped-def]
+    """(c_tz, c_lo, c_hi, c_off) for zone `tz` at `ts`: the cached offset of zone c_tz over
+    [c_lo, c_hi) if it covers them, else the one localtime.zone_segment looks up."""
+    if tz == c_tz and c_lo <= ts < c_hi:
+        return c_tz, c_lo, c_hi, c_off
+    lo, hi, off = zone_segment(tz_ptr, tz_trans, tz_off, tz, ts)
+    return np.int64(tz), lo, hi, off
+
+
+@njit(cache=True, nogil=True)
 def _emit(out, n, rule, device, home, ts, origin, event, action):  # type: ignore[no-untyped-def]
     out_rule, out_device, out_home, out_ts, out_origin, out_event, out_action = out
     out_rule[n] = rule
@@ -200,9 +210,9 @@ def process_batch(tables, params, state, homes, batch, out, plan, first, n):  # 
     stops early, before an event whose rules might claim more pool than is free (need[t]),
     for the caller to grow the pool and call again from there.
 
-    `plan` = (need, home_lines, pool_ptr, pool_home, pool_col, pool_last): an event of type
-    t touches its device's record, and its home's if home_lines[t]: both prefetched
-    PREFETCH_AHEAD events ahead; and the pool entries behind the int32 pointers at column
+    `plan` = (need, pool_ptr, pool_home, pool_col, pool_last): an event touches its
+    device's record and (most types) its home's: both prefetched PREFETCH_AHEAD events
+    ahead; and the pool entries behind the int32 pointers at column
     pool_col[k] of its home's (pool_home[k]) or device's record, spanning pool_last[k] + 1
     int64, for k in pool_ptr[t]..pool_ptr[t + 1], prefetched POOL_AHEAD events ahead
     (engine.py builds it).
@@ -219,30 +229,40 @@ def process_batch(tables, params, state, homes, batch, out, plan, first, n):  # 
     col, ca_col, pooled = state[0], state[1], state[2]
     dev64, dev32, dev8, home64, home32, home8, pool, top, bound = state[5:]
     type_id, device, ts, value, has_value, seq, cond = batch
-    need, home_lines, pool_ptr, pool_home, pool_col, pool_last = plan
+    need, pool_ptr, pool_home, pool_col, pool_last = plan
     n_events = type_id.shape[0]
     dev_last = dev8.shape[1] - 1
     home_last = home8.shape[1] - 1
+    dev_mid = min(64, dev_last)
+    home_mid = min(64, home_last)
     free = pool.shape[0] - top[0]  # pool entries free, less what the events so far claimed
+    # The UTC offset of zone c_tz over [c_lo, c_hi) (`_zone`): homes mostly share a zone
+    # and a batch spans minutes, so a window test rarely has to look the offset up.
+    c_tz, c_lo, c_hi, c_off = -1, 0, 0, 0
     for i in range(first, n_events):
         t = type_id[_u(i)]
         if need[_u(t)] > free:
             return i, n
-        # Prefetch the records of the event PREFETCH_AHEAD on (the first and last byte of
-        # each: a record may straddle two cache lines), the home index of the one after
-        # it, and the pool entries of the event POOL_AHEAD on (its records are in cache
-        # by now, so reading their pointers does not stall).
+        # Prefetch the records of the event PREFETCH_AHEAD on (the first byte, the 64th and
+        # the last of each: a record may straddle two cache lines or, past 64 bytes,
+        # three, as an 88-byte home record does in a quarter of the rows), the home index
+        # of the one after it, and the pool entries of the event POOL_AHEAD on (its
+        # records are in cache by now, so reading their pointers does not stall). The
+        # home's record is fetched whatever the type: a test of the type here would be a
+        # branch on a random event's type, mispredicted about every other event, which
+        # costs more than the needless fetches (heartbeats) it saves.
         ahead = i + PREFETCH_AHEAD
         if ahead + PREFETCH_AHEAD < n_events:
             _prefetch(device_home, device[_u(ahead + PREFETCH_AHEAD)], 0)
         if ahead < n_events:
             da = device[_u(ahead)]
             _prefetch(dev8, da, 0)
+            _prefetch(dev8, da, dev_mid)
             _prefetch(dev8, da, dev_last)
-            if home_lines[_u(type_id[_u(ahead)])]:
-                ha = device_home[_u(da)]
-                _prefetch(home8, ha, 0)
-                _prefetch(home8, ha, home_last)
+            ha = device_home[_u(da)]
+            _prefetch(home8, ha, 0)
+            _prefetch(home8, ha, home_mid)
+            _prefetch(home8, ha, home_last)
         near = i + POOL_AHEAD
         if near < n_events:
             tn = type_id[_u(near)]
@@ -340,24 +360,15 @@ def process_batch(tables, params, state, homes, batch, out, plan, first, n):  # 
                     due = NO_DUE
                 # c: a trigger arms an idle slot (a pending one keeps its clock), if it
                 # passes `where` and is inside `during`.
-                if (
-                    (when_mask[_u(r)] & bit) != 0
-                    and due == NO_DUE
-                    and passes
-                    and (
-                        has_window[_u(q), _u(r)] == 0
-                        or in_window(
-                            tz_ptr,
-                            tz_trans,
-                            tz_off,
-                            home_tz[_u(h)],
-                            now,
-                            win_from[_u(q), _u(r)],
-                            win_to[_u(q), _u(r)],
-                            win_days[_u(q), _u(r)],
-                        )
+                arm = (when_mask[_u(r)] & bit) != 0 and due == NO_DUE and passes
+                if arm and has_window[_u(q), _u(r)] != 0:
+                    c_tz, c_lo, c_hi, c_off = _zone(
+                        tz_ptr, tz_trans, tz_off, home_tz[_u(h)], now, c_tz, c_lo, c_hi, c_off
                     )
-                ):
+                    arm = wall_in_window(
+                        now + c_off, win_from[_u(q), _u(r)], win_to[_u(q), _u(r)], win_days[_u(q), _u(r)]
+                    )
+                if arm:
                     due = now + within_ms[_u(q), _u(r)]
                     if pooled[_u(r)] != 0:
                         if at == NO_RING:  # the entity's first deadline: claim its slot
@@ -381,19 +392,15 @@ def process_batch(tables, params, state, homes, batch, out, plan, first, n):  # 
                     dev64[_u(e), _u(f)] = due
                 continue
             if o == DO_COUNT:
-                if passes and (
-                    has_window[_u(q), _u(r)] == 0
-                    or in_window(
-                        tz_ptr,
-                        tz_trans,
-                        tz_off,
-                        home_tz[_u(h)],
-                        now,
-                        win_from[_u(q), _u(r)],
-                        win_to[_u(q), _u(r)],
-                        win_days[_u(q), _u(r)],
+                counts = passes
+                if counts and has_window[_u(q), _u(r)] != 0:
+                    c_tz, c_lo, c_hi, c_off = _zone(
+                        tz_ptr, tz_trans, tz_off, home_tz[_u(h)], now, c_tz, c_lo, c_hi, c_off
                     )
-                ):
+                    counts = wall_in_window(
+                        now + c_off, win_from[_u(q), _u(r)], win_to[_u(q), _u(r)], win_days[_u(q), _u(r)]
+                    )
+                if counts:
                     # Push `now` into the slot's ring (claimed from the pool on first use); n
                     # held within `within` fire and empty it. Written out here, not in a
                     # helper: a call with array arguments costs reference counting.
@@ -449,36 +456,29 @@ def process_batch(tables, params, state, homes, batch, out, plan, first, n):  # 
                 if has_value[_u(i)]:
                     if dev8[_u(d), _u(f)] == 0:
                         # Outside the window a reading may clear, but not raise.
-                        if _passes(value[_u(i)], op[_u(r)], threshold[_u(q), _u(r)]) and (
-                            has_window[_u(q), _u(r)] == 0
-                            or in_window(
-                                tz_ptr,
-                                tz_trans,
-                                tz_off,
-                                home_tz[_u(h)],
-                                now,
-                                win_from[_u(q), _u(r)],
-                                win_to[_u(q), _u(r)],
-                                win_days[_u(q), _u(r)],
+                        raise_ = _passes(value[_u(i)], op[_u(r)], threshold[_u(q), _u(r)])
+                        if raise_ and has_window[_u(q), _u(r)] != 0:
+                            c_tz, c_lo, c_hi, c_off = _zone(
+                                tz_ptr, tz_trans, tz_off, home_tz[_u(h)], now, c_tz, c_lo, c_hi, c_off
                             )
-                        ):
+                            raise_ = wall_in_window(
+                                now + c_off, win_from[_u(q), _u(r)], win_to[_u(q), _u(r)], win_days[_u(q), _u(r)]
+                            )
+                        if raise_:
                             n = _emit(out, n, r, d, h, now, seq[_u(i)], i, ACTION_RAISE)
                             dev8[_u(d), _u(f)] = 1
                     elif _passes(value[_u(i)], clear_op[_u(r)], clear_threshold[_u(q), _u(r)]):
                         n = _emit(out, n, r, d, h, now, seq[_u(i)], i, ACTION_CLEAR)
                         dev8[_u(d), _u(f)] = 0
             elif o == DO_MATCH or (has_value[_u(i)] and _passes(value[_u(i)], op[_u(r)], threshold[_u(q), _u(r)])):
-                if has_window[_u(q), _u(r)] != 0 and not in_window(
-                    tz_ptr,
-                    tz_trans,
-                    tz_off,
-                    home_tz[_u(h)],
-                    now,
-                    win_from[_u(q), _u(r)],
-                    win_to[_u(q), _u(r)],
-                    win_days[_u(q), _u(r)],
-                ):
-                    continue
+                if has_window[_u(q), _u(r)] != 0:
+                    c_tz, c_lo, c_hi, c_off = _zone(
+                        tz_ptr, tz_trans, tz_off, home_tz[_u(h)], now, c_tz, c_lo, c_hi, c_off
+                    )
+                    if not wall_in_window(
+                        now + c_off, win_from[_u(q), _u(r)], win_to[_u(q), _u(r)], win_days[_u(q), _u(r)]
+                    ):
+                        continue
                 n = _emit(out, n, r, d, h, now, seq[_u(i)], i, action[_u(r)])
                 if cancel_mask[_u(r)] != 0:
                     dev64[_u(d), _u(ca_col[_u(r)])] = now

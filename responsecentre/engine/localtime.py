@@ -48,6 +48,9 @@ SEGMENT_MIN = -(2**62)
 # module, so it cannot be imported from there).
 NO_DUE = np.iinfo(np.int64).max
 
+# The start of the range zone_segment gives for a zone's first segment: all time before.
+_NO_START = np.iinfo(np.int64).min
+
 # `window_due` gives up (NO_DUE) if the deadline is further than this from its start: a
 # sparse window (one minute a week) with a long need would otherwise walk for decades.
 HORIZON_MS = 400 * DAY_MS
@@ -230,7 +233,13 @@ def _day_allowed(days, d):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def in_window(ptr, trans, off, tz, ts, from_ms, to_ms, days):  # type: ignore[no-untyped-def]
     """Whether UTC ms `ts` is inside the daily window on zone `tz`'s wall clock."""
-    wall = ts + off[_segment(trans, ptr[tz], ptr[tz + 1], ts)]
+    return wall_in_window(ts + off[_segment(trans, ptr[tz], ptr[tz + 1], ts)], from_ms, to_ms, days)
+
+
+@njit(cache=True, nogil=True)
+def wall_in_window(wall, from_ms, to_ms, days):  # type: ignore[no-untyped-def]
+    """Whether wall-clock ms `wall` (UTC ms plus the zone's offset then) is inside the
+    daily window: in_window once the offset is known."""
     d = wall // DAY_MS
     tod = wall - d * DAY_MS
     if from_ms < to_ms:
@@ -238,6 +247,19 @@ def in_window(ptr, trans, off, tz, ts, from_ms, to_ms, days):  # type: ignore[no
     if from_ms > to_ms:
         return (tod >= from_ms and _day_allowed(days, d)) or (tod < to_ms and _day_allowed(days, d - 1))
     return False
+
+
+@njit(cache=True, nogil=True)
+def zone_segment(ptr, trans, off, tz, ts):  # type: ignore[no-untyped-def]
+    """(start, end, offset): zone `tz`'s UTC offset at UTC ms `ts` and the UTC ms range
+    [start, end) over which it holds, for a caller that keeps it while its times stay in
+    that range."""
+    lo = ptr[tz]
+    hi = ptr[tz + 1]
+    j = _segment(trans, lo, hi, ts)
+    start = trans[j] if j > lo else _NO_START  # the first segment also holds before it starts
+    end = trans[j + 1] if j + 1 < hi else NO_DUE
+    return start, end, off[j]
 
 
 @njit(cache=True, nogil=True)

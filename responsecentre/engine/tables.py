@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -527,35 +527,38 @@ class EventBatch:
         )
 
     def checked(self, n_devices: int) -> tuple[np.ndarray, ...]:
-        """Validate against an engine with `n_devices` devices; return the kernel tuple.
+        """Validate against an engine with `n_devices` devices; return the kernel tuple
+        (C-contiguous columns; type_id as int32).
 
         The kernels do no bounds checks (that is what makes them fast), so everything that
         would index out of range or overflow is refused here: TypeError for a wrong dtype
-        or shape, ValueError for mismatched lengths or values out of range.
+        or shape, ValueError for mismatched lengths or values out of range. The range
+        checks take one maximum per column, over its bits read as unsigned: a negative
+        value reads as one above every bound (this runs once per batch, and its cost is
+        the engine's per-batch overhead).
         """
         columns = []
-        for field in fields(self):
-            array = getattr(self, field.name)
-            if array is None and field.name == "cond":
+        for name, allowed in _BATCH_DTYPES.items():
+            array = getattr(self, name)
+            if array is None and name == "cond":
                 array = np.zeros(len(self.type_id) if isinstance(self.type_id, np.ndarray) else 0, np.int64)
             if not isinstance(array, np.ndarray) or array.ndim != 1:
-                raise TypeError(f"EventBatch.{field.name} must be a 1-D numpy array")
-            allowed = _BATCH_DTYPES[field.name]
+                raise TypeError(f"EventBatch.{name} must be a 1-D numpy array")
             if array.dtype not in allowed:
                 names = " or ".join(str(d) for d in allowed)
-                raise TypeError(f"EventBatch.{field.name} must be {names}, not {array.dtype}")
-            columns.append(np.ascontiguousarray(array))
+                raise TypeError(f"EventBatch.{name} must be {names}, not {array.dtype}")
+            columns.append(array if array.flags.c_contiguous else np.ascontiguousarray(array))
         n = columns[0].shape[0]
         if any(column.shape[0] != n for column in columns):
-            lengths = {f.name: c.shape[0] for f, c in zip(fields(self), columns, strict=True)}
+            lengths = {name: c.shape[0] for name, c in zip(_BATCH_DTYPES, columns, strict=True)}
             raise ValueError(f"EventBatch columns differ in length: {lengths}")
         type_id, device, ts = columns[0].astype(np.int32, copy=False), columns[1], columns[2]
         if n:
-            if type_id.min() < 0 or type_id.max() >= len(ENGINE_TYPES):
+            if type_id.view(np.uint32).max() >= len(ENGINE_TYPES):
                 raise ValueError(f"EventBatch.type_id outside 0..{len(ENGINE_TYPES) - 1}")
-            if device.min() < 0 or device.max() >= n_devices:
+            if device.view(np.uint32).max() >= n_devices:
                 raise ValueError(f"EventBatch.device outside 0..{n_devices - 1}")
-            if ts.min() < 0 or ts.max() > MAX_TS:
+            if ts.view(np.uint64).max() > MAX_TS:
                 raise ValueError(f"EventBatch.ts outside 0..{MAX_TS} (epoch milliseconds)")
         return (type_id, device, ts, columns[3], columns[4], columns[5], columns[6])
 
