@@ -202,13 +202,13 @@ async def test_round_robin_fallback_decline_then_email_sms_and_webhooks_and_ack_
         # The operator takes it: the broken webhook's retries stop, and the timeline says so.
         r = await api.client.post(f"/api/alarms/{alarm_id}/ack", json={})
         assert r.status_code == 200
-        cancelled = []
-        for _ in range(50):
-            cancelled = [e for e in await timeline(api, alarm_id, "delivery") if e["detail"]["outcome"] == "cancelled"]
-            if cancelled:
-                break
-            await asyncio.sleep(0.1)
-        assert cancelled and cancelled[0]["detail"]["address"] == where["broken"]
+
+        async def cancelled() -> list[dict[str, Any]]:
+            tries = await timeline(api, alarm_id, "delivery")
+            return [e for e in tries if e["detail"]["outcome"] == "cancelled"]
+
+        stopped = await until(cancelled, 5, "the broken webhook's delivery cancelled")
+        assert stopped[0]["detail"]["address"] == where["broken"]
         seen = len(peer.broken.requests)
         await asyncio.sleep(3.0)  # longer than the backoff between its tries so far
         assert len(peer.broken.requests) == seen, "no try after the ack"

@@ -146,6 +146,9 @@ class AlarmDesk:
         self.metrics = metrics
         self.keys = keys
         self.incidents = incidents or IncidentConfig()
+        # (tenant, zone, home, now), chain, roster, context: the last `context` answer; it
+        # holds the roster it was made from, so an updated roster is never mistaken for it.
+        self._last_context: tuple[tuple[str, str, str, int], Chain, object, StepContext] | None = None
 
     # -- the people and the chain for an alarm ---------------------------------------------
 
@@ -159,7 +162,17 @@ class AlarmDesk:
         return choose_chain(self.book, requested, priority, kind, now_ms, self._timezone(tenant, home_id))
 
     def context(self, alarm: Alarm, now_ms: int, chain: Chain | None = None) -> StepContext:
-        return step_context(self.directory, _ref(alarm), chain or alarm.escalation.chain, now_ms)
+        return self._context_at(_ref(alarm), chain or alarm.escalation.chain, now_ms)
+
+    def _context_at(self, ref: AlarmRef, chain: Chain, now_ms: int) -> StepContext:
+        """The people around an alarm at `now_ms`. One change asks twice (the runner to
+        freeze a step's people, the planner to plan it): the last answer is kept for that."""
+        roster = self.directory.rosters.get(ref.tenant)  # replaced, not changed, on an update
+        place = (ref.tenant, ref.zone, ref.home_id, now_ms)
+        last = self._last_context
+        if last is None or last[0] != place or last[1] != chain or last[2] is not roster:
+            self._last_context = (place, chain, roster, step_context(self.directory, ref, chain, now_ms))
+        return self._last_context[3]
 
     def _people(self, alarm: Alarm, now_ms: int, chain: Chain | None = None) -> People:
         return people_for(self.context(alarm, now_ms, chain))
@@ -339,8 +352,30 @@ class AlarmDesk:
         keep showing on the console with it."""
         if not alarm.incident_id or alarm.is_open:
             return
-        group_key = self.keys.incident_group(alarm.tenant, alarm.kind)
         successor: str | None = None
+
+        def take_off(group: GroupState) -> GroupState:
+            nonlocal successor
+            group, _ = close_member(group, alarm.id, now_ms)
+            incident = group.incident
+            if alarm.incident_lead and incident is not None and incident.id == alarm.incident_id:
+                successor = incident.open[0] if incident.open else None
+            return group
+
+        await self._change_group(alarm.tenant, alarm.kind, take_off)
+        if successor is not None:
+
+            def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+                return lead_incident(a, alarm.incident_id, now_ms, self._people(a, now_ms), "lead closed")
+
+            await self._mutate(alarm.tenant, successor, fn, now_ms)
+
+    async def _change_group(
+        self, tenant: str, kind: str, change: Callable[[GroupState], GroupState]
+    ) -> GroupState | None:
+        """Apply a pure change to the incidents state of (tenant, kind) in an optimistic
+        transaction; None when there is no state to change."""
+        group_key = self.keys.incident_group(tenant, kind)
         async with self.redis.pipeline(transaction=True) as pipe:
             for _ in range(MAX_RETRIES):
                 try:
@@ -348,23 +383,15 @@ class AlarmDesk:
                     raw = await pipe.get(group_key)
                     if raw is None:
                         await pipe.unwatch()
-                        return
-                    group, _ = close_member(_group_decoder.decode(raw), alarm.id, now_ms)
-                    incident = group.incident
-                    if alarm.incident_lead and incident is not None and incident.id == alarm.incident_id:
-                        successor = incident.open[0] if incident.open else None
+                        return None
+                    group = change(_group_decoder.decode(raw))
                     pipe.multi()
                     pipe.set(group_key, _enc(group))
                     await pipe.execute()
-                    break
+                    return group
                 except WatchError:
                     continue
-        if successor is not None:
-
-            def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
-                return lead_incident(a, alarm.incident_id, now_ms, self._people(a, now_ms), "lead closed")
-
-            await self._mutate(alarm.tenant, successor, fn, now_ms)
+        raise RuntimeError(f"incidents of {tenant}/{kind} kept changing; gave up after {MAX_RETRIES} tries")
 
     async def open_incidents(self, tenants: list[str] | None = None) -> list[GroupState]:
         """The open incident of every (tenant, kind) that has an incident rule."""
@@ -388,21 +415,9 @@ class AlarmDesk:
         group = next((g for g in groups if g.incident is not None and g.incident.id == incident_id), None)
         if group is None or group.incident is None:
             raise AlarmNotFound(incident_id)
-        group_key = self.keys.incident_group(tenant, group.kind)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_RETRIES):
-                try:
-                    await pipe.watch(group_key)
-                    raw = await pipe.get(group_key)
-                    if raw is None:
-                        raise AlarmNotFound(incident_id)
-                    closed, _ = close_incident(_group_decoder.decode(raw), incident_id, now_ms)
-                    pipe.multi()
-                    pipe.set(group_key, _enc(closed))
-                    await pipe.execute()
-                    break
-                except WatchError:
-                    continue
+        changed = await self._change_group(tenant, group.kind, lambda g: close_incident(g, incident_id, now_ms)[0])
+        if changed is None:
+            raise AlarmNotFound(incident_id)
         resolved: list[str] = []
         for member_id in group.incident.open:
             try:
@@ -414,7 +429,7 @@ class AlarmDesk:
 
     def _new_people(self, tenant: str, trigger: Trigger, chain: Chain, now_ms: int) -> People:
         ref = AlarmRef("", tenant, trigger.kind, trigger.priority, trigger.home_id, trigger.zone)
-        return people_for(step_context(self.directory, ref, chain, now_ms))
+        return people_for(self._context_at(ref, chain, now_ms))
 
     def _join(self, alarm: Alarm, trigger: Trigger, now_ms: int) -> tuple[Alarm, list[Entry], list[Any]]:
         """A further trigger; one at a higher priority whose chain is another moves the
