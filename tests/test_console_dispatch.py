@@ -8,54 +8,23 @@ and no handset is subscribed, so every delivery is dead and the alarm stays rais
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.servers import Mosquitto
 from tests.service import PASSWORD, TEST_CHAINS, Api, Publisher, ServiceProcess
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SHOTS = Path(os.environ["RC_SCREENSHOTS"]) if os.environ.get("RC_SCREENSHOTS") else None
+from tests.test_console import CHROMIUM, SHOTS, login
+from tests.test_console import browser as browser  # the fixture, shared
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
 ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            await b.close()
-
-
-async def login(page: Page, base: str) -> None:
-    await page.goto(f"{base}/console")
-    await expect(page).to_have_url(f"{base}/login?next=/console")
-    await page.fill("input[name=username]", "operator")
-    await page.fill("input[name=password]", PASSWORD)
-    await page.keyboard.press("Enter")
-    await expect(page.locator("#connection")).to_contain_text("live", ignore_case=True)
 
 
 async def console_page(browser: Browser, base: str) -> tuple[Page, list[str]]:
