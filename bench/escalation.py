@@ -672,7 +672,7 @@ batches of {CHUNK}, {PARALLEL} in flight) in one process, alone on its event loo
 against redis-server on loopback (the service's settings: AOF, appendfsync always); the outbox is left \
 unconsumed (no notifier)
 - lateness per firing: commit = wall clock when its `fire_timers` batch returned - the timer's due ms; \
-clock = the `now_ms` `fire_due` read for its sweep - due (what `responsecentre_timer_lateness_seconds` \
+clock = the `now_ms` `fire_due` read as its batch started - due (what `responsecentre_timer_lateness_seconds` \
 sees). Steps per second: firings / (last commit - first due). fire_timers batch: one call, one transaction
 - Goal: p99 under {GOAL_P99_MS:.0f} ms (live) — **{verdict}**
 - raise warm-up: {result.warm_rate:,.0f} alarms/s over {min(args.alarms, WARMUP_ALARMS)} alarms; whole \
