@@ -2,7 +2,8 @@
 
 Every AUDIT period it reads the open alarms and the score of each one's step timer (one
 pipelined round trip per tenant) and asks the pure `escalation.audit.check` whether the
-timer is there and on time. A repair puts the timer back (or fires an overdue one at
+timer is there and on time; and it checks every open incident for a hand-over a crash cut
+short (`AlarmDesk.repair_incidents`). A repair puts the timer back (or fires an overdue one at
 once, through the same fenced transaction the timer loop uses), is counted in
 `responsecentre_escalation_repairs_total{reason}` and raises a technical alarm of the
 centre itself (`escalation_repair`, home `_centre`): something of ours lost a timer, and
@@ -39,16 +40,17 @@ async def audit_once(
     metrics: Metrics,
     keys: Keys = KEYS,
 ) -> list[tuple[Alarm, Repair]]:
-    """One pass over every open alarm; returns the repairs made (alarm as found, repair)."""
+    """One pass over every open incident and every open alarm; returns the repairs made
+    (alarm as found, repair)."""
+    repairs = await _audit_incidents(desk, now_ms, grace_ms, metrics)
     alarms = await desk.open_alarms()
     if not alarms:
-        return []
+        return repairs
     members = [desk.timer_for(alarm) for alarm in alarms]
     async with redis.pipeline(transaction=False) as pipe:
         for member in members:
             pipe.zscore(keys.timers(), member)
         scores = await pipe.execute()
-    repairs: list[tuple[Alarm, Repair]] = []
     for alarm, score in zip(alarms, scores, strict=True):
         if check(alarm.escalation, score, now_ms, grace_ms) is None:
             continue
@@ -66,6 +68,19 @@ async def audit_once(
             repair.overdue_ms,
         )
         metrics.escalation_repairs.labels(str(repair.reason)).inc()
+        await desk.apply_trigger(alarm.tenant, _technical_alarm(alarm, repair, now_ms), now_ms)
+        repairs.append((alarm, repair))
+    return repairs
+
+
+async def _audit_incidents(desk: AlarmDesk, now_ms: int, grace_ms: int, metrics: Metrics) -> list[tuple[Alarm, Repair]]:
+    """An incident whose hand-over was cut by a crash: a closed member still listed, or
+    members waiting with nobody carrying the incident's escalation (`repair_incidents`)."""
+    repairs: list[tuple[Alarm, Repair]] = []
+    for alarm, reason in await desk.repair_incidents(now_ms, grace_ms):
+        log.error("incident %s: %s (alarm %s); repaired", alarm.incident_id, reason, alarm.id)
+        metrics.escalation_repairs.labels(str(reason)).inc()
+        repair = Repair(reason, now_ms, 0)
         await desk.apply_trigger(alarm.tenant, _technical_alarm(alarm, repair, now_ms), now_ms)
         repairs.append((alarm, repair))
     return repairs

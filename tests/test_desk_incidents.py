@@ -15,9 +15,11 @@ import redis.asyncio as aioredis
 
 from responsecentre.alarms.desk import AlarmDesk
 from responsecentre.alarms.model import Alarm, AlarmState, Trigger
+from responsecentre.auditor import audit_once
 from responsecentre.directory import build_directory
+from responsecentre.escalation.audit import RepairReason
 from responsecentre.escalation.chains import parse_chains
-from responsecentre.escalation.incidents import IncidentConfig, IncidentRule
+from responsecentre.escalation.incidents import IncidentConfig, IncidentRule, close_member
 from responsecentre.metrics import Metrics
 from responsecentre.store.keys import KEYS
 from tests.service import TEST_CHAINS, staff_doc
@@ -135,3 +137,68 @@ async def test_kinds_without_an_incident_rule_never_group(desk: AlarmDesk, tenan
         raised.append(await desk.apply_trigger(tenant, other, T0 + home))
     assert all(a is not None and not a.incident_id for a in raised)
     assert all([await timers_of(desk, a) for a in raised if a is not None])
+
+
+async def _open_incident(desk: AlarmDesk, tenant: str) -> list[Alarm]:
+    raised = [await desk.apply_trigger(tenant, offline(h), T0 + h * 1_000) for h in (1, 2, 3)]
+    alarms = [await desk.get(a.id) for a in raised if a is not None]
+    assert len(alarms) == 3 and all(a.incident_id for a in alarms)
+    return alarms
+
+
+async def _close_without_hand_over(desk: AlarmDesk, tenant: str, alarm: Alarm, now_ms: int) -> None:
+    """The lead's device comes back and the service dies before `member_closed` runs."""
+
+    async def crashed(alarm: Alarm, now_ms: int) -> None:
+        return None
+
+    desk.member_closed = crashed  # type: ignore[method-assign]
+    try:
+        await desk.apply_clear(tenant, offline(int(alarm.home_id[1:]), "clear"), now_ms)
+    finally:
+        del desk.member_closed
+
+
+async def test_the_auditor_finishes_a_hand_over_a_crash_cut_before_it_began(desk: AlarmDesk, tenant: str) -> None:
+    lead, second, _ = await _open_incident(desk, tenant)
+    assert lead.incident_lead and not second.incident_lead
+    await _close_without_hand_over(desk, tenant, lead, T0 + 10_000)
+    (group,) = await desk.open_incidents([tenant])
+    assert group.incident is not None and lead.id in group.incident.open  # still listed: the crash
+    assert not (await desk.get(second.id)).incident_lead
+
+    assert await desk.repair_incidents(T0 + 12_000, grace_ms=5_000) == []  # within the grace: maybe under way
+
+    metrics_before = desk.metrics.escalation_repairs.labels("incident_member")._value.get()
+    repairs = await audit_once(desk.redis, desk, T0 + 16_000, 5_000, desk.metrics)
+    assert [(a.id, r.reason) for a, r in repairs] == [(lead.id, RepairReason.INCIDENT_MEMBER)]
+    assert desk.metrics.escalation_repairs.labels("incident_member")._value.get() == metrics_before + 1
+    second = await desk.get(second.id)
+    assert second.incident_lead and not second.escalation.stopped and await timers_of(desk, second)
+    assert await deliveries_to(desk, second) >= 1
+    (group,) = await desk.open_incidents([tenant])
+    assert group.incident is not None and lead.id not in group.incident.open
+    technical = [a for a in await desk.open_alarms([tenant]) if a.kind == "escalation_repair"]
+    assert len(technical) == 1  # the centre's own alarm: a person should find out why
+
+    # The next pass finds nothing more to do, and finishing the hand-over twice is harmless.
+    assert await desk.repair_incidents(T0 + 30_000, grace_ms=5_000) == []
+    await desk.member_closed(await desk.get(lead.id), T0 + 31_000)
+    again = await desk.get(second.id)
+    assert again.escalation.epoch == second.escalation.epoch and again.escalation == second.escalation
+
+
+async def test_the_auditor_gives_a_leaderless_incident_its_escalation_back(desk: AlarmDesk, tenant: str) -> None:
+    lead, second, third = await _open_incident(desk, tenant)
+    await _close_without_hand_over(desk, tenant, lead, T0 + 10_000)
+    # The crash fell between taking the lead off the incident and handing its escalation over.
+    await desk._change_group(tenant, "device_offline", lambda g: close_member(g, lead.id, T0 + 10_000)[0])
+    assert not any(a.incident_lead for a in await desk.alarms_by_id(tenant, [second.id, third.id]))
+
+    assert await desk.repair_incidents(T0 + 11_000, grace_ms=5_000) == []  # the lead closed 1 s ago
+    repairs = await desk.repair_incidents(T0 + 20_000, grace_ms=5_000)
+    assert [(a.id, r) for a, r in repairs] == [(second.id, RepairReason.INCIDENT_LEAD)]
+    second = await desk.get(second.id)
+    assert second.incident_lead and await timers_of(desk, second)
+    assert "lead lost" in [e.detail.get("reason") for e in await desk.timeline(second)]
+    assert await desk.repair_incidents(T0 + 30_000, grace_ms=5_000) == []

@@ -348,28 +348,73 @@ class AlarmDesk:
     async def member_closed(self, alarm: Alarm, now_ms: int) -> None:
         """After an incident member closed: take it off the incident (which closes with its
         last member), and if it carried the incident's escalation, hand that to the oldest
-        member still waiting. Outside the member's own transaction: a crash in between
-        leaves the incident open until its quiet period ends, and the members still open
-        keep showing on the console with it."""
+        member still waiting. Outside the member's own transaction: a crash in between is
+        found and finished by the auditor (`repair_incidents`), and running this twice for
+        one member is harmless (the second finds it off the incident already)."""
         if not alarm.incident_id or alarm.is_open:
             return
-        successor: str | None = None
+        remaining: tuple[str, ...] | None = None
 
         def take_off(group: GroupState) -> GroupState:
-            nonlocal successor
-            group, _ = close_member(group, alarm.id, now_ms)
+            nonlocal remaining
             incident = group.incident
-            if alarm.incident_lead and incident is not None and incident.id == alarm.incident_id:
-                successor = incident.open[0] if incident.open else None
+            listed = incident is not None and incident.id == alarm.incident_id and alarm.id in incident.open
+            group, _ = close_member(group, alarm.id, now_ms)
+            if listed and alarm.incident_lead and group.incident is not None:
+                remaining = group.incident.open
             return group
 
         await self._change_group(alarm.tenant, alarm.kind, take_off)
-        if successor is not None:
+        if remaining is not None:
+            await self._hand_over(alarm.tenant, alarm.incident_id, remaining, now_ms, "lead closed")
 
-            def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
-                return lead_incident(a, alarm.incident_id, now_ms, self._people(a, now_ms), "lead closed")
+    async def _hand_over(
+        self, tenant: str, incident_id: str, members: tuple[str, ...], now_ms: int, reason: str
+    ) -> Alarm | None:
+        """Give the incident's escalation to the oldest of `members` still waiting (raised,
+        nobody on it), unless an open member leads it already. Returns the new lead."""
+        alarms = await self.alarms_by_id(tenant, list(members))
+        if any(a.is_open and a.incident_lead and a.incident_id == incident_id for a in alarms):
+            return None
+        successor = next((a for a in alarms if a.is_open and a.state == AlarmState.RAISED), None)
+        if successor is None:
+            return None
 
-            await self._mutate(alarm.tenant, successor, fn, now_ms)
+        def fn(a: Alarm) -> tuple[Alarm, list[Entry], list[Any]]:
+            if a.incident_lead or not a.is_open or a.state != AlarmState.RAISED:
+                return a, [], []  # someone handed it over meanwhile, or a person took it
+            return lead_incident(a, incident_id, now_ms, self._people(a, now_ms), reason)
+
+        led = await self._mutate(tenant, successor.id, fn, now_ms)
+        return led if led.incident_lead else None
+
+    async def repair_incidents(self, now_ms: int, grace_ms: int) -> list[tuple[Alarm, RepairReason]]:
+        """The auditor's check of every open incident: a member closed more than `grace_ms`
+        ago but still listed open (the service died between its close and `member_closed`)
+        is taken off, and an incident whose members are waiting with nobody leading its
+        escalation (the lead closed longer than `grace_ms` ago and the hand-over was lost)
+        gets the oldest waiting member as its lead. Returns each repair with its alarm."""
+        repairs: list[tuple[Alarm, RepairReason]] = []
+        for group in await self.open_incidents():
+            incident = group.incident
+            if incident is None:
+                continue
+            tenant = group.tenant
+            found = {a.id: a for a in await self.alarms_by_id(tenant, list(incident.members))}
+            for member_id in incident.open:
+                member = found.get(member_id)
+                if member is None or member.is_open or now_ms - (member.closed_ms or member.updated_ms) < grace_ms:
+                    continue
+                await self.member_closed(member, now_ms)
+                repairs.append((member, RepairReason.INCIDENT_MEMBER))
+            closed_leads = [a for a in found.values() if a.incident_lead and not a.is_open]
+            if any(now_ms - (a.closed_ms or a.updated_ms) < grace_ms for a in closed_leads):
+                continue  # a hand-over may be under way
+            still_open = tuple(m for m in incident.open if m in found and found[m].is_open)
+            led = await self._hand_over(tenant, incident.id, still_open, now_ms, "lead lost")
+            if led is not None:
+                repairs.append((led, RepairReason.INCIDENT_LEAD))
+        return repairs
 
     async def _change_group(
         self, tenant: str, kind: str, change: Callable[[GroupState], GroupState]

@@ -22,6 +22,8 @@ class RepairReason(StrEnum):
     MISSING = "missing"  # no timer for the running step
     LATE = "late"  # the timer is overdue by more than the grace: the timer loop is not firing it
     WRONG_DUE = "wrong_due"  # the timer exists but is due later than the step's own due time
+    INCIDENT_MEMBER = "incident_member"  # a closed alarm still listed open on its incident
+    INCIDENT_LEAD = "incident_lead"  # an incident's members wait and none carries its escalation
 
 
 class Repair(msgspec.Struct, frozen=True):
