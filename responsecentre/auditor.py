@@ -42,8 +42,8 @@ async def audit_once(
 ) -> list[tuple[Alarm, Repair]]:
     """One pass over every open incident and every open alarm; returns the repairs made
     (alarm as found, repair)."""
-    repairs = await _audit_incidents(desk, now_ms, grace_ms, metrics)
     alarms = await desk.open_alarms()
+    repairs = await _audit_incidents(desk, now_ms, grace_ms, metrics, alarms)
     if not alarms:
         return repairs
     members = [desk.timer_for(alarm) for alarm in alarms]
@@ -73,11 +73,13 @@ async def audit_once(
     return repairs
 
 
-async def _audit_incidents(desk: AlarmDesk, now_ms: int, grace_ms: int, metrics: Metrics) -> list[tuple[Alarm, Repair]]:
+async def _audit_incidents(
+    desk: AlarmDesk, now_ms: int, grace_ms: int, metrics: Metrics, open_alarms: list[Alarm]
+) -> list[tuple[Alarm, Repair]]:
     """An incident whose hand-over was cut by a crash: a closed member still listed, or
     members waiting with nobody carrying the incident's escalation (`repair_incidents`)."""
     repairs: list[tuple[Alarm, Repair]] = []
-    for alarm, reason in await desk.repair_incidents(now_ms, grace_ms):
+    for alarm, reason in await desk.repair_incidents(now_ms, grace_ms, open_alarms):
         log.error("incident %s: %s (alarm %s); repaired", alarm.incident_id, reason, alarm.id)
         metrics.escalation_repairs.labels(str(reason)).inc()
         repair = Repair(reason, now_ms, 0)

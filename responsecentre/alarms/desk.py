@@ -388,30 +388,36 @@ class AlarmDesk:
         led = await self._mutate(tenant, successor.id, fn, now_ms)
         return led if led.incident_lead else None
 
-    async def repair_incidents(self, now_ms: int, grace_ms: int) -> list[tuple[Alarm, RepairReason]]:
+    async def repair_incidents(
+        self, now_ms: int, grace_ms: int, open_alarms: list[Alarm] | None = None
+    ) -> list[tuple[Alarm, RepairReason]]:
         """The auditor's check of every open incident: a member closed more than `grace_ms`
         ago but still listed open (the service died between its close and `member_closed`)
         is taken off, and an incident whose members are waiting with nobody leading its
         escalation (the lead closed longer than `grace_ms` ago and the hand-over was lost)
-        gets the oldest waiting member as its lead. Returns each repair with its alarm."""
+        gets the oldest waiting member as its lead. `open_alarms` (read by the caller
+        anyway) saves reading the members again: only closed ones are read, and those only
+        when something looks wrong. Returns each repair with its alarm."""
+        still = {a.id: a for a in (await self.open_alarms() if open_alarms is None else open_alarms)}
         repairs: list[tuple[Alarm, RepairReason]] = []
         for group in await self.open_incidents():
             incident = group.incident
             if incident is None:
                 continue
             tenant = group.tenant
-            found = {a.id: a for a in await self.alarms_by_id(tenant, list(incident.members))}
-            for member_id in incident.open:
-                member = found.get(member_id)
-                if member is None or member.is_open or now_ms - (member.closed_ms or member.updated_ms) < grace_ms:
-                    continue
+            listed_closed = [m for m in incident.open if m not in still]
+            for member in await self.alarms_by_id(tenant, listed_closed):
+                if member.is_open or now_ms - (member.closed_ms or member.updated_ms) < grace_ms:
+                    continue  # raised after the open alarms were read, or a hand-over may be under way
                 await self.member_closed(member, now_ms)
                 repairs.append((member, RepairReason.INCIDENT_MEMBER))
-            closed_leads = [a for a in found.values() if a.incident_lead and not a.is_open]
-            if any(now_ms - (a.closed_ms or a.updated_ms) < grace_ms for a in closed_leads):
-                continue  # a hand-over may be under way
-            still_open = tuple(m for m in incident.open if m in found and found[m].is_open)
-            led = await self._hand_over(tenant, incident.id, still_open, now_ms, "lead lost")
+            waiting = [still[m] for m in incident.open if m in still]
+            if any(a.incident_lead for a in waiting) or not any(a.state == AlarmState.RAISED for a in waiting):
+                continue
+            closed = await self.alarms_by_id(tenant, [m for m in incident.members if m not in still])
+            if any(a.incident_lead and now_ms - (a.closed_ms or a.updated_ms) < grace_ms for a in closed):
+                continue  # the lead closed a moment ago: its hand-over may be under way
+            led = await self._hand_over(tenant, incident.id, tuple(a.id for a in waiting), now_ms, "lead lost")
             if led is not None:
                 repairs.append((led, RepairReason.INCIDENT_LEAD))
         return repairs
