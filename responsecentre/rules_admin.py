@@ -264,9 +264,7 @@ class RulesAdmin:
                 if text is None:
                     text = read_pack_text(self.settings.rules_path)
                     digest = text_sha256(text)
-                prepared = await asyncio.to_thread(
-                    prepare_text, text, name, self.directory, self.chains, self.settings
-                )
+                prepared = await asyncio.to_thread(prepare_text, text, name, self.directory, self.chains, self.settings)
                 if self.processor is None:
                     raise PackRefused(["the rule engine is not running yet; try again in a moment"])
                 future = self.processor.request_reload(

@@ -201,4 +201,3 @@ async def test_an_ack_queues_a_recheck_of_the_alarms_deliveries(desk: AlarmDesk,
     await desk.acknowledge(alarm.id, "operator", NOON + 1_000)
     channels = [f[b"channel"] for _, f in await desk.redis.xrange(KEYS.outbox())]
     assert b"recheck" in channels and channels.index(b"recheck") > channels.index(b"delivery")
-
