@@ -132,25 +132,35 @@ async def test_a_change_under_the_batch_leaves_no_alarm_behind_and_none_twice(
 ) -> None:
     alarms = await raise_many(desk, tenant)
     acked = await desk.acknowledge(alarms[5].id, "op1", NOON + 10_000)  # its timer is gone with the ack
-    # While the batch computes, another process writes one of its alarms: the batch's
-    # transaction must fail and its timers be fired one by one.
+    # While a batch computes, another process writes the very alarm being computed (so
+    # surely one the batch watches): that batch's transaction must fail and its timers be
+    # fired one by one.
     other = redis.Redis.from_url(redis_url)
-    victim = KEYS.alarm(tenant, alarms[CHUNK + 7].id)
     touched: list[str] = []
     compute = desk._people
 
     def people(alarm: Alarm, now_ms: int, chain: Any = None) -> People:
         if not touched:
-            other.set(victim, other.get(victim) or b"")
+            key = KEYS.alarm(tenant, alarm.id)
+            other.set(key, other.get(key) or b"")
             touched.append(alarm.id)
         return compute(alarm, now_ms, chain)
 
+    one_by_one = desk._fire_one_by_one
+    fallbacks: list[int] = []
+
+    async def fallback(members: list[str], now_ms: int) -> list[Alarm | Exception | None]:
+        fallbacks.append(len(members))
+        return await one_by_one(members, now_ms)
+
     desk._people = people  # type: ignore[method-assign]
+    desk._fire_one_by_one = fallback  # type: ignore[method-assign]
     try:
         await fire_due(desk.redis, desk, NOON + 30_000)
     finally:
         other.close()
     assert touched
+    assert fallbacks, "the write under the transaction must have failed a chunk"
 
     counts = await escalations(desk, alarms)
     assert counts[acked.id] == 0
