@@ -67,9 +67,7 @@ async def audit_once(
             repair.reason,
             repair.overdue_ms,
         )
-        metrics.escalation_repairs.labels(str(repair.reason)).inc()
-        await desk.apply_trigger(alarm.tenant, _technical_alarm(alarm, repair, now_ms), now_ms)
-        repairs.append((alarm, repair))
+        repairs.append(await _reported(desk, alarm, repair, now_ms, metrics))
     return repairs
 
 
@@ -81,11 +79,17 @@ async def _audit_incidents(
     repairs: list[tuple[Alarm, Repair]] = []
     for alarm, reason in await desk.repair_incidents(now_ms, grace_ms, open_alarms):
         log.error("incident %s: %s (alarm %s); repaired", alarm.incident_id, reason, alarm.id)
-        metrics.escalation_repairs.labels(str(reason)).inc()
-        repair = Repair(reason, now_ms, 0)
-        await desk.apply_trigger(alarm.tenant, _technical_alarm(alarm, repair, now_ms), now_ms)
-        repairs.append((alarm, repair))
+        repairs.append(await _reported(desk, alarm, Repair(reason, now_ms, 0), now_ms, metrics))
     return repairs
+
+
+async def _reported(
+    desk: AlarmDesk, alarm: Alarm, repair: Repair, now_ms: int, metrics: Metrics
+) -> tuple[Alarm, Repair]:
+    """Count a repair and raise the centre's own alarm about it: a person finds out why."""
+    metrics.escalation_repairs.labels(str(repair.reason)).inc()
+    await desk.apply_trigger(alarm.tenant, _technical_alarm(alarm, repair, now_ms), now_ms)
+    return alarm, repair
 
 
 def _technical_alarm(alarm: Alarm, repair: Repair, now_ms: int) -> Trigger:

@@ -417,7 +417,9 @@ async def test_watch_rosters_keeps_a_process_in_step_and_outlives_redis_trouble(
     nowhere = aioredis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     task = asyncio.create_task(watch_rosters(nowhere, other, every_s=0.01))
     with caplog.at_level(logging.WARNING, logger="responsecentre.store.rosters"):
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(5):  # the first failed sync is logged, and the watch goes on
+            while not any("roster sync failed" in r.getMessage() for r in caplog.records):
+                await asyncio.sleep(0.01)
         assert not task.done(), "still watching"
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

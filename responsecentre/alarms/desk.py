@@ -126,6 +126,10 @@ def parse_timer_member(member: str) -> tuple[str, str, int, int, int, int]:
     return tenant, alarm_id, int(step), int(round_), int(turn), int(epoch)
 
 
+def _closed_at(alarm: Alarm) -> int:
+    return alarm.closed_ms or alarm.updated_ms
+
+
 def _ref(alarm: Alarm) -> AlarmRef:
     return AlarmRef(alarm.id, alarm.tenant, alarm.kind, alarm.priority, alarm.home_id, alarm.zone, alarm.incident_id)
 
@@ -407,7 +411,7 @@ class AlarmDesk:
             tenant = group.tenant
             listed_closed = [m for m in incident.open if m not in still]
             for member in await self.alarms_by_id(tenant, listed_closed):
-                if member.is_open or now_ms - (member.closed_ms or member.updated_ms) < grace_ms:
+                if member.is_open or now_ms - _closed_at(member) < grace_ms:
                     continue  # raised after the open alarms were read, or a hand-over may be under way
                 await self.member_closed(member, now_ms)
                 repairs.append((member, RepairReason.INCIDENT_MEMBER))
@@ -415,7 +419,7 @@ class AlarmDesk:
             if any(a.incident_lead for a in waiting) or not any(a.state == AlarmState.RAISED for a in waiting):
                 continue
             closed = await self.alarms_by_id(tenant, [m for m in incident.members if m not in still])
-            if any(a.incident_lead and now_ms - (a.closed_ms or a.updated_ms) < grace_ms for a in closed):
+            if any(a.incident_lead and now_ms - _closed_at(a) < grace_ms for a in closed):
                 continue  # the lead closed a moment ago: its hand-over may be under way
             led = await self._hand_over(tenant, incident.id, tuple(a.id for a in waiting), now_ms, "lead lost")
             if led is not None:
@@ -676,9 +680,7 @@ class AlarmDesk:
         for alarm, previous, actions in changed:
             if actions:
                 self.metrics.timer_lateness.observe(max(0, now_ms - (previous.escalation.due_ms or now_ms)) / 1000)
-            self._count(alarm, previous, actions)
-            if previous.is_open and not alarm.is_open and alarm.incident_id:
-                await self.member_closed(alarm, now_ms)
+            await self._committed(alarm, previous, actions, now_ms)
         return results
 
     async def _fire_one_by_one(self, members: list[str], now_ms: int) -> list[Alarm | Exception | None]:
@@ -769,11 +771,16 @@ class AlarmDesk:
                     await pipe.execute()
                 except WatchError:
                     continue
-                self._count(alarm, previous, actions)
-                if previous.is_open and not alarm.is_open and alarm.incident_id:
-                    await self.member_closed(alarm, now_ms)
+                await self._committed(alarm, previous, actions, now_ms)
                 return alarm
         raise RuntimeError(f"alarm {alarm_id} kept changing; gave up after {MAX_RETRIES} tries")
+
+    async def _committed(self, alarm: Alarm, previous: Alarm, actions: list[Any], now_ms: int) -> None:
+        """What follows a change of an existing alarm once it is stored: its counts, and
+        an incident member's close-out."""
+        self._count(alarm, previous, actions)
+        if previous.is_open and not alarm.is_open and alarm.incident_id:
+            await self.member_closed(alarm, now_ms)
 
     # -- the write half of every transaction ----------------------------------------------
 
